@@ -1,0 +1,5 @@
+import sys
+
+from vidinfer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,189 @@
+"""The `vidinfer` command.
+
+    vidinfer run PIPELINE.toml [--publish ENDPOINT] [--report FILE] [--quiet]
+    vidinfer subscribe ENDPOINT [--topic PREFIX ...] [--count N] [--timeout SECONDS]
+    vidinfer info
+
+Exit codes: 0 success; 1 at least one stream failed (the others ran to the end); 2 the
+configuration, a model or the endpoint is unusable (one line on stderr says which and why);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from vidinfer.errors import ConfigError, ModelError, PublishError, VidinferError
+
+EXIT_OK, EXIT_STREAM_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except (ConfigError, ModelError, PublishError) as exc:
+        print(f"vidinfer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VidinferError as exc:
+        print(f"vidinfer: error: {exc}", file=sys.stderr)
+        return EXIT_STREAM_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidinfer", description="Multi-stream video analytics.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline from a TOML file")
+    run.add_argument("pipeline", type=Path, help="pipeline .toml file")
+    run.add_argument("--publish", metavar="ENDPOINT", help="publish on this ZeroMQ endpoint instead of the file's")
+    run.add_argument("--report", metavar="FILE", type=Path, help="write the run report as JSON here")
+    run.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("subscribe", help="print a publisher's messages as JSON lines")
+    s.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5555")
+    s.add_argument("--topic", action="append", default=[], metavar="PREFIX",
+                   help="topic prefix, e.g. det.cam-1. (repeatable; default: everything)")
+    s.add_argument("--count", type=int, default=None, help="stop after N messages")
+    s.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop when no message arrives for this long")
+    s.set_defaults(func=cmd_subscribe)
+
+    info = sub.add_parser("info", help="which decoders, engines and devices work here, and why not")
+    info.set_defaults(func=cmd_info)
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vidinfer.config import load_pipeline
+    from vidinfer.pipeline import Pipeline
+
+    spec = load_pipeline(args.pipeline)
+    if args.publish is not None:
+        spec.publish.endpoint = args.publish
+    pipeline = Pipeline(spec)
+    _install_signal_handlers(pipeline)
+    show_progress = sys.stderr.isatty() and not args.quiet
+    stop_progress = _start_progress(pipeline) if show_progress else None
+    try:
+        report = pipeline.run()
+    finally:
+        if stop_progress:
+            stop_progress()
+    _print_summary(report)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report.to_dict(), indent=2))
+    for sid in report.failed_streams:
+        print(f"vidinfer: stream {sid} failed: {report.streams[sid].reason}", file=sys.stderr)
+    return report.exit_code
+
+
+def _install_signal_handlers(pipeline: Any) -> None:
+    """First SIGINT/SIGTERM: stop gracefully (flush, end every stream). Second: exit at once."""
+    count = 0
+
+    def handler(signum: int, _frame: Any) -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            os._exit(EXIT_INTERRUPTED)
+        print(f"vidinfer: {signal.Signals(signum).name}: stopping (again to exit at once)", file=sys.stderr)
+        pipeline.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _start_progress(pipeline: Any) -> Any:
+    """A live progress display on the terminal; returns the function that stops it."""
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.fields[sid]:<16}"), TextColumn("{task.completed:>7.0f} frames"),
+                        TextColumn("{task.fields[rate]:>7.1f} fps"), TextColumn("{task.fields[state]}"),
+                        TimeElapsedColumn(), transient=False)
+    tasks = {sid: progress.add_task("", total=None, sid=sid, rate=0.0, state="connecting")
+             for sid, *_ in pipeline.streams_progress()}
+    done = threading.Event()
+
+    def refresh() -> None:
+        import time
+
+        last: dict[str, tuple[float, int]] = {}
+        while not done.wait(0.5):
+            now = time.monotonic()
+            for sid, _decoded, analysed, state in pipeline.streams_progress():
+                t0, n0 = last.get(sid, (now, analysed))
+                rate = (analysed - n0) / (now - t0) if now > t0 else 0.0
+                last[sid] = (now, analysed)
+                progress.update(tasks[sid], completed=analysed, rate=rate, state=state)
+
+    progress.start()
+    thread = threading.Thread(target=refresh, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join()
+        for sid, _decoded, analysed, state in pipeline.streams_progress():
+            progress.update(tasks[sid], completed=analysed, state=state)
+        progress.stop()
+
+    return stop
+
+
+def _print_summary(report: Any) -> None:
+    rows = [f"{'stream':<16} {'state':<10} {'decoded':>8} {'analysed':>8} {'dropped':>8}  reason"]
+    for s in report.streams.values():
+        rows.append(f"{s.stream_id:<16} {s.state:<10} {s.frames_decoded:>8} {s.frames_analysed:>8} "
+                    f"{s.frames_dropped:>8}  {s.reason}")
+    lat = report.latency_ms
+    rows.append(f"{report.frames} frames in {report.batches} batches (mean {report.mean_batch_size:.2f}) "
+                f"in {report.elapsed_s:.1f} s on {report.device}; latency p50 {lat.get('p50', 0):.0f} ms, "
+                f"p99 {lat.get('p99', 0):.0f} ms; messages sent {report.messages_sent}, "
+                f"dropped {report.messages_dropped}")
+    print("\n".join(rows))
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from vidinfer.publish.subscriber import Subscriber
+
+    with Subscriber(args.endpoint, topics=args.topic) as sub:
+        try:
+            for msg in sub.iter(timeout=args.timeout, count=args.count):
+                sys.stdout.write(json.dumps(msg.to_json()) + "\n")
+                sys.stdout.flush()
+        except BrokenPipeError:  # e.g. piped into `head`
+            return EXIT_OK
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from vidinfer.devices import capabilities, select_device
+
+    for cap in capabilities():
+        mark = "yes" if cap.available else "no "
+        print(f"{cap.kind:<8} {cap.name:<26} {mark}  {cap.detail}")
+    device, reason = select_device("auto")
+    print(f"device = 'auto' runs on: {device} ({reason})")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Pipeline specifications: the same objects from TOML and from Python code.
+
+    spec = load_pipeline("pipelines/brand_impact.toml")   # TOML
+    spec = PipelineSpec(streams=[StreamSpec(id="cam-1", url="a.mp4")], detector=...)  # code
+
+Relative paths in a TOML file (stream files, models, label files) are resolved against the
+file's own folder, so a pipeline runs the same from any working directory. Every invalid
+document ends in one `ConfigError` line naming the file, the key and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vidinfer.errors import ConfigError
+from vidinfer.publish.wire import STREAM_ID_PATTERN
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec", "PipelineSpec",
+           "load_pipeline", "parse_pipeline", "is_live_url"]
+
+_LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
+
+
+def is_live_url(url: str) -> bool:
+    """Whether a URL names a live source by its scheme (camera protocols); http(s) is not."""
+    return urlsplit(url).scheme.lower() in _LIVE_SCHEMES
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class StreamSpec(_Spec):
+    """One video stream: a file, or a network URL (rtsp://, rtmp://, http(s):// incl. HLS)."""
+
+    id: str = Field(pattern=STREAM_ID_PATTERN, description="letters, digits, '_', '-', ':'")
+    url: str = Field(min_length=1)
+    sample_fps: Optional[float] = Field(default=None, gt=0, description="analyse this many frames per second")
+    keyframes_only: bool = False
+    loop: bool = False
+    realtime: bool = False
+    live: Optional[bool] = None  # None: decided by the URL scheme
+    options: dict[str, str] = Field(default_factory=dict, description="FFmpeg demuxer/protocol options")
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=10.0, gt=0)
+    queue_size: int = Field(default=8, ge=1)
+    decode_threads: int = Field(default=0, ge=0, description="0: vidinfer picks from the stream count")
+    reconnect: bool = True
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    max_reconnects: int = Field(default=-1, ge=-1, description="-1: retry forever")
+
+    @property
+    def is_live(self) -> bool:
+        return is_live_url(self.url) if self.live is None else self.live
+
+
+class DetectorSpec(_Spec):
+    """The primary detector: a YOLO-family ONNX model."""
+
+    model: Path
+    classes: Optional[list[str]] = None
+    labels_file: Optional[Path] = None
+    layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
+    input_size: Optional[tuple[int, int]] = None
+    conf_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=300, ge=1)
+    output: Optional[str] = None
+    intra_op_threads: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _labels(self) -> DetectorSpec:
+        _check_labels(self.classes, self.labels_file, "classes")
+        return self
+
+    def class_names(self) -> list[str]:
+        return _read_labels(self.classes, self.labels_file)
+
+
+class ClassifierSpec(_Spec):
+    """A secondary classifier run on crops of the detector's boxes."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    model: Path
+    labels: Optional[list[str]] = None
+    labels_file: Optional[Path] = None
+    operate_on_classes: Optional[list[str]] = None
+    min_size: float = Field(default=0.0, ge=0)
+    input_size: Optional[tuple[int, int]] = None
+    softmax: Optional[bool] = None
+    max_batch_size: int = Field(default=32, ge=1)
+    output: Optional[str] = None
+    intra_op_threads: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _labels(self) -> ClassifierSpec:
+        _check_labels(self.labels, self.labels_file, "labels")
+        return self
+
+    def label_names(self) -> list[str]:
+        return _read_labels(self.labels, self.labels_file)
+
+
+class PublishSpec(_Spec):
+    """Where results go. ``endpoint = ""`` publishes nothing (results still reach callbacks)."""
+
+    endpoint: str = "tcp://127.0.0.1:5555"
+    publisher_id: Optional[str] = None
+    connect: bool = False
+    sndhwm: int = Field(default=10000, ge=1)
+    linger_ms: int = Field(default=1000, ge=0)
+    wait_for_subscribers: int = Field(default=0, ge=0)
+    wait_timeout_s: float = Field(default=10.0, ge=0)
+
+
+class PipelineSpec(_Spec):
+    """A whole pipeline: streams, models, batching and publishing."""
+
+    name: str = "pipeline"
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    max_batch_size: int = Field(default=8, ge=1)
+    max_delay_ms: float = Field(default=20.0, ge=0)
+    streams: list[StreamSpec] = Field(min_length=1)
+    detector: DetectorSpec
+    classifiers: list[ClassifierSpec] = Field(default_factory=list)
+    publish: PublishSpec = Field(default_factory=PublishSpec)
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_ids(cls, streams: list[StreamSpec]) -> list[StreamSpec]:
+        seen: set[str] = set()
+        for s in streams:
+            if s.id in seen:
+                raise ValueError(f"stream id {s.id!r} is used twice; give every stream its own id")
+            seen.add(s.id)
+        return streams
+
+    @model_validator(mode="after")
+    def _classes_known(self) -> PipelineSpec:
+        for c in self.classifiers:
+            if c.operate_on_classes and self.detector.classes:
+                unknown = [n for n in c.operate_on_classes if n not in self.detector.classes]
+                if unknown:
+                    raise ValueError(f"classifier {c.name!r} operates on {unknown}, which are not detector "
+                                     f"classes {self.detector.classes}")
+        return self
+
+
+def _check_labels(inline: list[str] | None, path: Path | None, key: str) -> None:
+    if inline is None and path is None:
+        raise ValueError(f"give either {key} = [...] or labels_file = \"...\"")
+    if inline is not None and path is not None:
+        raise ValueError(f"give {key} or labels_file, not both")
+
+
+def _read_labels(inline: list[str] | None, path: Path | None) -> list[str]:
+    if inline is not None:
+        return list(inline)
+    assert path is not None
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- TOML loading
+
+
+def load_pipeline(path: str | Path) -> PipelineSpec:
+    """Read and validate a pipeline TOML file. Raises `ConfigError` with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; give the path of a pipeline .toml file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc}); check its permissions and encoding") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax there") from None
+    return parse_pipeline(data, source=str(path), base_dir=path.parent)
+
+
+def parse_pipeline(data: dict[str, Any], source: str = "<pipeline>", base_dir: Path | None = None) -> PipelineSpec:
+    """Validate a pipeline given as a dict (parsed TOML); relative paths resolve against ``base_dir``."""
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, data)}") from None
+    if base_dir is not None:
+        _resolve_paths(spec, base_dir)
+    check_files(spec, source)
+    return spec
+
+
+def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None or p.is_absolute() else base / p
+
+    for s in spec.streams:
+        if "://" not in s.url and not Path(s.url).is_absolute():
+            s.url = str(base / s.url)
+    for m in [spec.detector, *spec.classifiers]:
+        m.model = rel(m.model) or m.model
+        if m.labels_file is not None:
+            m.labels_file = rel(m.labels_file)
+
+
+def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:
+    """Model and label files must exist before anything starts (stream files fail per stream)."""
+    items: list[tuple[str, Path | None]] = [("detector.model", spec.detector.model),
+                                             ("detector.labels_file", spec.detector.labels_file)]
+    for i, c in enumerate(spec.classifiers):
+        items += [(f"classifiers[{i}].model", c.model), (f"classifiers[{i}].labels_file", c.labels_file)]
+    for key, p in items:
+        if p is not None and not p.is_file():
+            raise ConfigError(f"{source}: key '{key}': file '{p}' does not exist; fix the path "
+                              "(relative paths are relative to the pipeline file)")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
+    """One line for the first error: the key, what is expected, and what was found."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = _loc(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent_model = _model_at(loc[:-1])
+        allowed = sorted(parent_model.model_fields) if parent_model else []
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"unknown key '{key}'{suggestion}; allowed keys here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"key '{key}' is required but missing; add it"
+    value = err.get("input")
+    found = f", got {value!r}" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80 else ""
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    where = f"key '{key}': " if key else ""
+    return f"{where}{_lower_first(msg)}{found}"
+
+
+def _lower_first(s: str) -> str:
+    return s[:1].lower() + s[1:]
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The spec class that holds the keys at ``loc`` (for listing allowed keys)."""
+    model: type[BaseModel] = PipelineSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))
+        nested = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nested is None:
+            return None
+        model = nested
+    return model

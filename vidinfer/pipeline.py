@@ -1,0 +1,274 @@
+"""The pipeline: sources -> bounded queues -> cross-stream batcher -> detector -> secondary
+classifiers -> publisher and callbacks.
+
+    from vidinfer import Pipeline, load_pipeline
+    report = Pipeline(load_pipeline("pipelines/brand_impact.toml")).run()
+
+Threads: one per stream (demux, decode, resize: FFmpeg releases the GIL) and the caller's thread,
+which batches, runs the models and publishes. ONNX Runtime also releases the GIL while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from vidinfer.batching import Batch, Batcher
+from vidinfer.config import PipelineSpec, load_pipeline
+from vidinfer.detections import Detections
+from vidinfer.devices import select_device
+from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
+from vidinfer.frame import Frame, StreamEvent, StreamState
+from vidinfer.models.classifier import ClassifierAdapter, SecondaryClassifier
+from vidinfer.models.yolo import YoloAdapter
+from vidinfer.preprocess.letterbox import fill_batch_slot
+from vidinfer.publish.publisher import Publisher
+from vidinfer.publish.wire import Kind, detections_body
+from vidinfer.sources.pyav import PyAVSource
+
+__all__ = ["Pipeline", "RunReport", "StreamReport"]
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[Frame, Detections], None]
+SOURCE_JOIN_TIMEOUT_S = 5.0
+
+
+@dataclass
+class StreamReport:
+    """How one stream's run went."""
+
+    stream_id: str
+    state: str = StreamState.CONNECTING.value
+    reason: str = ""
+    frames_decoded: int = 0
+    frames_analysed: int = 0  # frames that went through the models and were published
+    frames_dropped: int = 0  # live frames dropped because the pipeline was behind
+    decode_errors: int = 0
+    reconnects: int = 0
+
+
+@dataclass
+class RunReport:
+    """What a run did: per stream, and in total."""
+
+    streams: dict[str, StreamReport] = field(default_factory=dict)
+    device: str = "cpu"
+    device_reason: str = ""
+    batches: int = 0
+    frames: int = 0
+    elapsed_s: float = 0.0
+    messages_sent: int = 0
+    messages_dropped: int = 0  # refused at a subscriber's high-water mark
+    latency_ms: dict[str, float] = field(default_factory=dict)  # decoded -> published p50/p95/p99
+    interrupted: bool = False
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.frames / self.batches if self.batches else 0.0
+
+    @property
+    def failed_streams(self) -> list[str]:
+        return [s.stream_id for s in self.streams.values() if s.state == StreamState.FAILED.value]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every stream ended normally; 1: at least one failed (the others still ran); 130: interrupted."""
+        if self.interrupted:
+            return 130
+        return 1 if self.failed_streams else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean_batch_size"] = round(self.mean_batch_size, 3)
+        d["failed_streams"] = self.failed_streams
+        d["exit_code"] = self.exit_code
+        return d
+
+
+class Pipeline:
+    """Runs a `PipelineSpec`.
+
+    Args:
+        spec: the pipeline, from `load_pipeline` or built in code.
+        on_result: called with each analysed frame and its detections, in the pipeline's thread,
+            after the result was published. Keep it quick; it holds up the next batch.
+    """
+
+    def __init__(self, spec: PipelineSpec | str | Path, on_result: ResultCallback | None = None):
+        self.spec = spec if isinstance(spec, PipelineSpec) else load_pipeline(spec)
+        self.on_result = on_result
+        self.device, self.device_reason = select_device(self.spec.device)
+        self._stop = threading.Event()
+        self._interrupted = False
+        self._latencies: deque[float] = deque(maxlen=100_000)
+        self.report = RunReport(device=self.device, device_reason=self.device_reason)
+        self._build()
+
+    @classmethod
+    def from_toml(cls, path: str | Path, on_result: ResultCallback | None = None) -> Pipeline:
+        return cls(load_pipeline(path), on_result)
+
+    # -- construction: everything that can fail on user input fails here, before any stream starts --
+    def _build(self) -> None:
+        spec = self.spec
+        det = spec.detector
+        self.classes = det.class_names()
+        self.detector = OnnxRuntimeEngine(det.model, det.input_size, det.intra_op_threads, role="detector model")
+        self.adapter = YoloAdapter(self.classes, det.layout, det.conf_threshold, det.iou_threshold,
+                                   det.max_detections, det.output)
+        self.adapter.bind(self.detector.output_shapes, f"detector model {det.model.name!r}")
+        self.stages: list[SecondaryClassifier] = []
+        self.attribute_labels: dict[str, list[str]] = {}
+        for c in spec.classifiers:
+            labels = c.label_names()
+            engine = OnnxRuntimeEngine(c.model, c.input_size, c.intra_op_threads,
+                                       role=f"classifier {c.name!r} model")
+            operate_on = None
+            if c.operate_on_classes is not None:
+                unknown = [n for n in c.operate_on_classes if n not in self.classes]
+                if unknown:
+                    from vidinfer.errors import ConfigError
+
+                    raise ConfigError(f"classifier {c.name!r}: operate_on_classes names {unknown}, which "
+                                      f"the detector does not have (its classes: {self.classes})")
+                operate_on = [self.classes.index(n) for n in c.operate_on_classes]
+            self.stages.append(SecondaryClassifier(c.name, engine, ClassifierAdapter(labels, c.softmax, c.output),
+                                                   operate_on, c.min_size, c.max_batch_size))
+            self.attribute_labels[c.name] = labels
+        inp = self.detector.input
+        self.batcher = Batcher(spec.max_batch_size, spec.max_delay_ms)
+        # Many streams share few cores: one decoder thread each. A single stream may use more.
+        threads = 1 if len(spec.streams) > 1 else 0
+        self.sources = []
+        for s in spec.streams:
+            q = self.batcher.add_stream(s.id, s.queue_size, drop_oldest=s.is_live)
+            self.sources.append(PyAVSource(s, (inp.width, inp.height), q, self._stop, threads,
+                                           keep_source=bool(self.stages)))
+            self.report.streams[s.id] = StreamReport(s.id)
+        slots = inp.padded_size(spec.max_batch_size)
+        self._batch = np.empty((slots, 3, inp.height, inp.width), inp.dtype)
+        self.publisher: Publisher | None = None
+
+    # -- running --
+    def run(self) -> RunReport:
+        """Run until every stream has ended (or `stop` is called). Returns the run's report."""
+        started = time.monotonic()
+        pub = self.spec.publish
+        if pub.endpoint:
+            self.publisher = Publisher(pub.endpoint, pub.publisher_id, pub.sndhwm, pub.linger_ms, pub.connect)
+            for s in self.spec.streams:
+                self._publish_metadata(s.id, {})
+            if pub.wait_for_subscribers:
+                if not self.publisher.wait_for_subscribers(pub.wait_for_subscribers, pub.wait_timeout_s):
+                    log.warning("only %d of %d subscriptions arrived within %.1f s; starting anyway",
+                                self.publisher.subscriptions, pub.wait_for_subscribers, pub.wait_timeout_s)
+        log.info("pipeline %s: %d streams on %s (%s)", self.spec.name, len(self.sources), self.device,
+                 self.device_reason)
+        try:
+            for src in self.sources:
+                src.start()
+            self._loop()
+            for src in self.sources:
+                src.join(SOURCE_JOIN_TIMEOUT_S)
+            self._loop()  # what the sources queued while stopping: their end-of-stream events
+        finally:
+            self._stop.set()
+            self.batcher.stop()
+            self._finish(time.monotonic() - started)
+        return self.report
+
+    def stop(self, interrupted: bool = True) -> None:
+        """Stop the sources; queued frames are still analysed and every stream's end is published."""
+        self._interrupted = self._interrupted or interrupted
+        self._stop.set()
+        self.batcher.stop()
+
+    def _loop(self) -> None:
+        while (batch := self.batcher.next_batch()) is not None:
+            self._process(batch)
+
+    def _process(self, batch: Batch) -> None:
+        for ev in batch.events_before:
+            self._on_event(ev)
+        frames = batch.frames
+        if frames:
+            n = len(frames)
+            for i, f in enumerate(frames):
+                fill_batch_slot(self._batch, i, f.image, f.letterbox)
+            outputs = self.detector.run(self._batch[: self.detector.input.padded_size(n)])
+            detections = self.adapter.decode(outputs, [f.letterbox for f in frames])
+            for stage in self.stages:
+                detections = stage(frames, detections)
+            for f, d in zip(frames, detections):
+                self._publish_result(f, d)
+            self.report.batches += 1
+            self.report.frames += n
+        for ev in batch.events_after:
+            self._on_event(ev)
+
+    def _publish_result(self, frame: Frame, det: Detections) -> None:
+        if self.publisher is not None:
+            body = detections_body(frame.stream_id, frame.frame_no, frame.pts_ns, frame.capture_ns,
+                                   frame.width, frame.height, det, frame.discontinuity)
+            self.publisher.publish(Kind.DETECTIONS, frame.stream_id, body)
+        self._latencies.append(time.monotonic() - frame.decoded_at)
+        self.report.streams[frame.stream_id].frames_analysed += 1
+        if self.on_result is not None:
+            self.on_result(frame, det)
+
+    def _on_event(self, ev: StreamEvent) -> None:
+        rep = self.report.streams[ev.stream_id]
+        rep.state, rep.reason = ev.state.value, ev.reason
+        if ev.state is StreamState.CONNECTED:
+            self._publish_metadata(ev.stream_id, ev.info)
+        if self.publisher is None:
+            return
+        self.publisher.publish(Kind.STATUS, ev.stream_id,
+                               {"stream_id": ev.stream_id, "state": ev.state.value, "reason": ev.reason,
+                                "time_ns": time.time_ns(), **ev.info})
+        if ev.end_of_stream:
+            self.publisher.publish(Kind.END_OF_STREAM, ev.stream_id,
+                                   {"stream_id": ev.stream_id, "state": ev.state.value, "reason": ev.reason,
+                                    "frames_analysed": rep.frames_analysed, **ev.info})
+
+    def _publish_metadata(self, stream_id: str, source_info: dict[str, Any]) -> None:
+        if self.publisher is None:
+            return
+        self.publisher.publish(Kind.METADATA, stream_id, {
+            "stream_id": stream_id, "pipeline": self.spec.name, "classes": self.classes,
+            "attributes": self.attribute_labels, "source": source_info})
+
+    def _finish(self, elapsed: float) -> None:
+        rep = self.report
+        rep.elapsed_s = round(elapsed, 3)
+        rep.interrupted = self._interrupted
+        for src in self.sources:
+            s = rep.streams[src.spec.id]
+            s.frames_decoded = src.stats.decoded
+            s.frames_dropped = src.queue.dropped
+            s.decode_errors = src.stats.decode_errors
+            s.reconnects = src.stats.reconnects
+            if src.alive:  # did not stop in time; say so rather than hang
+                s.state, s.reason = StreamState.FAILED.value, "source did not stop within the shutdown timeout"
+        if self._latencies:
+            lat = np.asarray(self._latencies) * 1000
+            rep.latency_ms = {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)}
+        if self.publisher is not None:
+            rep.messages_sent, rep.messages_dropped = self.publisher.sent, self.publisher.dropped
+            self.publisher.close()
+            self.publisher = None
+        for engine in [self.detector, *(st.engine for st in self.stages)]:
+            engine.close()
+
+    def streams_progress(self) -> Sequence[tuple[str, int, int, str]]:
+        """(stream id, frames decoded, frames analysed, state) per stream, safe to call from any thread."""
+        return [(src.spec.id, src.stats.decoded, self.report.streams[src.spec.id].frames_analysed,
+                 self.report.streams[src.spec.id].state) for src in self.sources]

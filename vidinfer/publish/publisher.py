@@ -1,0 +1,131 @@
+"""ZeroMQ publisher of results. It never blocks the pipeline.
+
+The socket is an XPUB rather than a PUB: it behaves like PUB for subscribers, and it also tells
+us when a subscription arrives. That lets the publisher (a) replay every stream's metadata to a
+subscriber that joins late, so it can name classes without waiting for a change, and (b) wait at
+start for a given number of subscriptions, so a consumer that must see the first frame can.
+
+Sends use DONTWAIT with XPUB_NODROP: when a subscriber's high-water mark is reached ZeroMQ
+refuses the message instead of silently discarding it, and we count the drop. Subscribers see
+the gap in the per-topic sequence numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from vidinfer.errors import PublishError
+from vidinfer.publish.wire import Kind, encode_header, topic
+
+__all__ = ["Publisher"]
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Publishes vidinfer messages on one bound (or connected) endpoint.
+
+    Args:
+        endpoint: e.g. ``tcp://*:5555``, ``tcp://127.0.0.1:5555``, ``ipc:///run/vidinfer.sock``.
+        publisher_id: names this publisher in every header (default: host name and process id).
+        sndhwm: messages queued per subscriber before drops start.
+        linger_ms: how long close() waits for queued messages to go out.
+        connect: connect to the endpoint (e.g. a proxy's XSUB side) instead of binding it.
+    """
+
+    def __init__(self, endpoint: str, publisher_id: str | None = None, sndhwm: int = 10000,
+                 linger_ms: int = 1000, connect: bool = False, context: zmq.Context | None = None):
+        self.endpoint = endpoint
+        self.publisher_id = publisher_id or f"{socket.gethostname()}-{os.getpid()}"
+        # The restart epoch: a new value on every start, so subscribers tell restart from loss.
+        self.epoch = time.time_ns()
+        self.sent = 0
+        self.dropped = 0  # messages refused at the high-water mark
+        self.subscriptions = 0  # subscribe messages seen
+        self._seq: dict[bytes, int] = {}
+        self._meta: dict[bytes, bytes] = {}  # meta topic -> last body, replayed to late joiners
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.XPUB)
+        self._sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self._sock.setsockopt(zmq.LINGER, linger_ms)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+        self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not just the first per prefix
+        try:
+            if connect:
+                self._sock.connect(endpoint)
+            else:
+                self._sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            verb = "connect to" if connect else "bind"
+            raise PublishError(f"cannot {verb} publish endpoint {endpoint!r} ({zmq.strerror(exc.errno)}); "
+                               "choose a free port or a valid endpoint such as tcp://127.0.0.1:5555") from None
+        self.bound_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if not connect else endpoint
+
+    # -- sending --
+    def publish(self, kind: Kind, stream_id: str, body: bytes | dict[str, Any]) -> bool:
+        """Send one message; False when it was dropped at the high-water mark."""
+        self._poll_subscriptions()
+        raw = body if isinstance(body, bytes) else msgpack.packb(body)
+        t = topic(kind, stream_id)
+        if kind is Kind.METADATA:
+            self._meta[t] = raw
+        return self._send(t, kind, raw)
+
+    def _send(self, t: bytes, kind: Kind, raw: bytes) -> bool:
+        seq = self._seq.get(t, 0)
+        self._seq[t] = seq + 1  # a dropped message still uses its number: the gap shows the loss
+        header = encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns())
+        try:
+            self._sock.send_multipart([t, header, raw], flags=zmq.DONTWAIT, copy=False)
+        except zmq.Again:
+            self.dropped += 1
+            return False
+        self.sent += 1
+        return True
+
+    # -- subscriptions --
+    def _poll_subscriptions(self) -> int:
+        """Handle subscriptions that arrived since the last call; returns how many were new."""
+        new = 0
+        while True:
+            try:
+                msg = self._sock.recv(zmq.DONTWAIT)
+            except zmq.Again:
+                return new
+            if msg[:1] == b"\x01":
+                new += 1
+                self.subscriptions += 1
+                self._replay_metadata(msg[1:])
+
+    def _replay_metadata(self, prefix: bytes) -> None:
+        for t, raw in self._meta.items():
+            if t.startswith(prefix):
+                self._send(t, Kind.METADATA, raw)
+
+    def wait_for_subscribers(self, count: int, timeout_s: float) -> bool:
+        """Block until ``count`` subscriptions have arrived or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while self.subscriptions < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._sock.poll(int(min(remaining, 0.1) * 1000), zmq.POLLIN):
+                self._poll_subscriptions()
+        return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,146 @@
+"""A subscriber client for vidinfer's results, in Python.
+
+    with Subscriber("tcp://127.0.0.1:5555", topics=["det.cam-1."]) as sub:
+        for msg in sub.iter(timeout=5):
+            print(msg.stream_id, msg.kind, msg.body["count"])
+
+Other languages: see docs/wire-format.md; any ZeroMQ and msgpack library will do.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import zmq
+
+from vidinfer.detections import Detections
+from vidinfer.publish.wire import SCHEMA_VERSION, body_to_detections, decode_body, decode_header
+
+__all__ = ["Subscriber", "Message"]
+
+
+@dataclass
+class Message:
+    """One received message. ``gap`` counts messages of this topic lost just before it."""
+
+    topic: str
+    header: dict[str, Any]
+    body: dict[str, Any]
+    gap: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.header["kind"]
+
+    @property
+    def stream_id(self) -> str:
+        return self.topic.split(".", 1)[1][:-1]
+
+    @property
+    def seq(self) -> int:
+        return self.header["seq"]
+
+    def detections(self) -> Detections:
+        """The body of a detections message as `Detections`."""
+        if self.kind != "detections":
+            raise ValueError(f"a {self.kind} message carries no detections")
+        return body_to_detections(self.body)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: arrays become lists (boxes as [[x1, y1, x2, y2], ...])."""
+        return {"topic": self.topic, **{k: v for k, v in self.header.items() if k != "extra"},
+                "gap": self.gap, "body": _jsonable(self.body)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+@dataclass
+class _TopicState:
+    next_seq: int
+    epoch: int
+
+
+class Subscriber:
+    """Connects a SUB socket to one or more publisher (or proxy) endpoints.
+
+    Args:
+        endpoints: one endpoint or several; a SUB socket fair-queues across them.
+        topics: topic prefixes to subscribe to (``det.``, ``det.cam-1.``, ``status.`` ...);
+            everything when empty.
+        rcvhwm: messages buffered before the subscriber itself starts to lose them.
+    """
+
+    def __init__(self, endpoints: str | Sequence[str], topics: Sequence[str] = (), rcvhwm: int = 100000,
+                 context: zmq.Context | None = None):
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        for t in topics or [""]:
+            self._sock.setsockopt(zmq.SUBSCRIBE, t.encode("ascii"))
+        for ep in [endpoints] if isinstance(endpoints, str) else endpoints:
+            self._sock.connect(ep)
+        self._topics: dict[tuple[str, str], _TopicState] = {}
+        self.gaps = 0  # messages lost in transit, summed over topics
+        self.incompatible = 0  # messages of another major version, skipped
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None if none arrives within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait_ms, zmq.POLLIN):
+                return None
+            frames = self._sock.recv_multipart()
+            if len(frames) != 3:
+                continue  # not ours
+            header = decode_header(frames[1])
+            if header["major"] != SCHEMA_VERSION[0]:
+                self.incompatible += 1
+                continue
+            t = frames[0].decode("ascii")
+            return Message(t, header, decode_body(header["kind"], frames[2]), self._track(t, header))
+
+    def _track(self, t: str, header: dict[str, Any]) -> int:
+        key = (header["publisher_id"], t)
+        state = self._topics.get(key)
+        seq = header["seq"]
+        gap = 0
+        if state is not None and state.epoch == header["epoch"] and seq > state.next_seq:
+            gap = seq - state.next_seq
+            self.gaps += gap
+        self._topics[key] = _TopicState(seq + 1, header["epoch"])
+        return gap
+
+    def iter(self, timeout: float | None = None, count: int | None = None) -> Iterator[Message]:
+        """Yield messages until ``count`` have arrived or none arrives for ``timeout`` seconds."""
+        n = 0
+        while count is None or n < count:
+            msg = self.recv(timeout)
+            if msg is None:
+                return
+            n += 1
+            yield msg
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,294 @@
+"""PyAV (FFmpeg) source: demux, software decode, and one swscale pass to the detector's size.
+
+One thread per stream. FFmpeg's demuxing, decoding and scaling release the GIL, so streams
+decode in parallel with each other and with inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from vidinfer.batching import StreamQueue
+from vidinfer.config import StreamSpec
+from vidinfer.frame import Frame, StreamEvent, StreamState
+from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.sources.urls import redact_url
+
+__all__ = ["PyAVSource", "SourceStats"]
+
+log = logging.getLogger(__name__)
+
+# Resize filter for the detector input. AREA averages every source pixel that falls into an
+# output pixel (no aliasing when shrinking 1080p to 640) and matches bilinear when enlarging.
+INTERPOLATION = "AREA"
+BACKOFF_START_S = 1.0
+
+
+@dataclass
+class SourceStats:
+    """Counters of one stream, readable while it runs."""
+
+    decoded: int = 0  # frames out of the decoder
+    queued: int = 0  # frames selected for analysis and handed to the queue
+    decode_errors: int = 0  # packets the decoder rejected
+    reconnects: int = 0
+    state: StreamState = StreamState.CONNECTING
+    reason: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _Stop(Exception):
+    """The pipeline is shutting down."""
+
+
+class PyAVSource:
+    """Decodes one stream on its own thread into a `StreamQueue`.
+
+    Args:
+        spec: the stream's options.
+        input_size: (width, height) of the detector input; frames are letterboxed into it.
+        queue: where frames and events go.
+        stop: set to stop the source (it then ends the stream with an end-of-stream event).
+        decode_threads: FFmpeg decoder threads for this stream (0: FFmpeg decides).
+        keep_source: keep the full-resolution decoded frame on each `Frame` (for crops).
+    """
+
+    def __init__(self, spec: StreamSpec, input_size: tuple[int, int], queue: StreamQueue,
+                 stop: threading.Event, decode_threads: int = 0, keep_source: bool = False):
+        self.spec = spec
+        self.input_size = input_size
+        self.queue = queue
+        self.stop = stop
+        self.decode_threads = spec.decode_threads or decode_threads
+        self.keep_source = keep_source
+        self.live = spec.is_live
+        self.stats = SourceStats()
+        self.safe_url = redact_url(spec.url)
+        self._thread = threading.Thread(target=self._run, name=f"source-{spec.id}", daemon=True)
+        # Timeline state, kept across loops and reconnects so pts and frame numbers never go back.
+        self._pts_offset_ns = 0
+        self._frame_offset = 0
+        self._last_pts_ns = -1
+        self._next_sample_ns: int | None = None
+        self._pace_origin: tuple[float, int] | None = None
+        self._discontinuity = False
+        self._letterbox: Letterbox | None = None
+
+    # -- lifecycle --
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _event(self, state: StreamState, reason: str = "", end: bool = False, **info: Any) -> None:
+        self.stats.state, self.stats.reason = state, reason
+        if info:
+            self.stats.info.update(info)
+        log_fn = log.warning if state in (StreamState.FAILED, StreamState.RECONNECTING, StreamState.DEGRADED) else log.info
+        log_fn("stream %s: %s%s", self.spec.id, state.value, f" ({reason})" if reason else "")
+        self.queue.put(StreamEvent(self.spec.id, state, reason, dict(info), end_of_stream=end))
+
+    def _run(self) -> None:
+        attempt = 0
+        final_state, final_reason = StreamState.ENDED, "end of file"
+        try:
+            while not self.stop.is_set():
+                try:
+                    container = self._open()
+                except (av.FFmpegError, OSError) as exc:
+                    reason = _describe_open_error(exc, self.spec.url, self.safe_url)
+                    if not self._may_reconnect(attempt):
+                        final_state, final_reason = StreamState.FAILED, reason
+                        break
+                    attempt = self._backoff(attempt, reason)
+                    continue
+                try:
+                    produced = self._decode(container)
+                    if produced:
+                        attempt = 0
+                except _Stop:
+                    final_reason = "stopped"
+                    break
+                except (av.FFmpegError, OSError) as exc:
+                    reason = f"read error: {_short(exc)}"
+                    if not self._may_reconnect(attempt):
+                        final_state, final_reason = StreamState.FAILED, reason
+                        break
+                    attempt = self._backoff(attempt, reason)
+                    continue
+                finally:
+                    container.close()
+                if self.stop.is_set():
+                    final_reason = "stopped"
+                    break
+                if not self.live:
+                    if self.stats.decoded == 0:
+                        final_state, final_reason = StreamState.FAILED, "no frame could be decoded"
+                    break
+                attempt = self._backoff(attempt, "stream ended")
+            else:
+                final_reason = "stopped"
+        except Exception as exc:  # a bug must not take other streams down: report it on this one
+            log.exception("stream %s: unexpected error", self.spec.id)
+            final_state, final_reason = StreamState.FAILED, f"internal error: {_short(exc)}"
+        info = {"frames_decoded": self.stats.decoded, "frames_analysed": self.stats.queued,
+                "frames_dropped": self.queue.dropped, "decode_errors": self.stats.decode_errors}
+        self.queue.put(StreamEvent(self.spec.id, final_state, final_reason, info, end_of_stream=True))
+        self.stats.state, self.stats.reason = final_state, final_reason
+
+    def _may_reconnect(self, attempt: int) -> bool:
+        if not (self.live and self.spec.reconnect) or self.stop.is_set():
+            return False
+        return self.spec.max_reconnects < 0 or attempt < self.spec.max_reconnects
+
+    def _backoff(self, attempt: int, reason: str) -> int:
+        """Capped exponential backoff with jitter; returns the next attempt number."""
+        delay = min(self.spec.reconnect_max_s, BACKOFF_START_S * 2 ** attempt)
+        delay = delay / 2 + random.uniform(0, delay / 2)
+        self.stats.reconnects += 1
+        self._event(StreamState.RECONNECTING, f"{reason}; retrying in {delay:.1f} s", attempt=attempt + 1)
+        self._discontinuity = True
+        self.stop.wait(delay)
+        return attempt + 1
+
+    # -- opening --
+    def _open(self) -> Any:
+        url = self.spec.url
+        if "://" not in url and not Path(url).exists():
+            raise FileNotFoundError(2, "No such file or directory", url)
+        options = dict(self.spec.options)
+        container = av.open(url, options=options,
+                            timeout=(self.spec.open_timeout_s, self.spec.read_timeout_s))
+        if not container.streams.video:
+            container.close()
+            raise av.error.InvalidDataError(1094995529, "the input has no video stream", url)
+        vs = container.streams.video[0]
+        cc = vs.codec_context
+        cc.thread_count = self.decode_threads
+        cc.thread_type = "AUTO"
+        if self.spec.keyframes_only:
+            cc.skip_frame = "NONKEY"
+        rate = vs.average_rate or vs.guessed_rate
+        self._event(StreamState.CONNECTED, width=cc.width, height=cc.height,
+                    fps=float(rate) if rate else None, codec=cc.name, live=self.live, url=self.safe_url)
+        return container
+
+    # -- decoding --
+    def _decode(self, container: Any) -> bool:
+        """Decode until the end (looping files if asked). Returns whether any frame came out."""
+        vs = container.streams.video[0]
+        tb = vs.time_base or Fraction(1, 90000)
+        rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+        frame_ns = int(1e9 / float(rate))
+        produced = False
+        first_pts: int | None = None
+        while True:
+            for packet in container.demux(vs):
+                if self.stop.is_set():
+                    raise _Stop
+                if self.spec.keyframes_only and packet.size and not packet.is_keyframe:
+                    continue  # the decoder would skip it anyway; don't even parse it
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError as exc:
+                    self._decode_error(exc)
+                    continue
+                for f in frames:
+                    pts = f.pts if f.pts is not None else f.dts
+                    pts_ns = int(pts * tb * 1_000_000_000) if pts is not None else self.stats.decoded * frame_ns
+                    if first_pts is None:
+                        first_pts = pts_ns
+                    self._on_frame(f, pts_ns - first_pts + self._pts_offset_ns, rate)
+                    produced = True
+            if not (self.spec.loop and not self.live and produced):
+                return produced
+            # Loop: restart the file; time and frame numbers carry on from where they were.
+            self._pts_offset_ns = self._last_pts_ns + frame_ns
+            self._frame_offset = self.stats.decoded
+            self._discontinuity = True
+            first_pts = None
+            container.seek(0)
+
+    def _decode_error(self, exc: Exception) -> None:
+        self.stats.decode_errors += 1
+        if self.stats.state is not StreamState.DEGRADED:
+            self._event(StreamState.DEGRADED, f"decoding past damaged data: {_short(exc)}")
+
+    def _on_frame(self, f: Any, pts_ns: int, rate: Fraction) -> None:
+        self.stats.decoded += 1
+        if self.spec.keyframes_only:
+            # Only keyframes come out: number frames by their time, as the source counts them.
+            frame_no = self._frame_offset + round((pts_ns - self._pts_offset_ns) * float(rate) / 1e9)
+        else:
+            frame_no = self.stats.decoded - 1
+        self._last_pts_ns = pts_ns
+        if not self._sampled(pts_ns):
+            return
+        if self.spec.realtime:
+            self._pace(pts_ns)
+        box = self._letterbox
+        if box is None or box.src_w != f.width or box.src_h != f.height:
+            box = self._letterbox = Letterbox.fit(f.width, f.height, *self.input_size)
+        image = f.reformat(width=box.new_w, height=box.new_h, format="rgb24",
+                           interpolation=INTERPOLATION).to_ndarray()
+        frame = Frame(self.spec.id, frame_no, pts_ns, time.time_ns(), image, box,
+                      source=f if self.keep_source else None, discontinuity=self._discontinuity,
+                      decoded_at=time.monotonic())
+        self._discontinuity = False
+        if not self.queue.put(frame):
+            raise _Stop
+        self.stats.queued += 1
+
+    def _sampled(self, pts_ns: int) -> bool:
+        """sample_fps: keep the first frame at or after each 1/sample_fps tick of stream time."""
+        if self.spec.sample_fps is None:
+            return True
+        period = int(1e9 / self.spec.sample_fps)
+        nxt = self._next_sample_ns
+        tolerance = period // 100  # timestamps rounded by the container must not skip a tick
+        if nxt is None or pts_ns + tolerance >= nxt:
+            base = pts_ns if nxt is None or pts_ns - nxt >= period else nxt
+            self._next_sample_ns = base + period
+            return True
+        return False
+
+    def _pace(self, pts_ns: int) -> None:
+        """realtime: release frames no faster than their timestamps, like a camera would."""
+        now = time.monotonic()
+        if self._pace_origin is None or self._discontinuity and not self.spec.loop:
+            self._pace_origin = (now, pts_ns)
+            return
+        t0, p0 = self._pace_origin
+        delay = t0 + (pts_ns - p0) / 1e9 - now
+        if delay > 0 and self.stop.wait(delay):
+            raise _Stop
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def _describe_open_error(exc: BaseException, url: str, safe_url: str) -> str:
+    if isinstance(exc, FileNotFoundError) and "://" not in url:
+        return f"file '{url}' does not exist; check the stream's url"
+    text = _short(exc).replace(url, safe_url)
+    if isinstance(exc, (TimeoutError, av.error.ExitError)) or "timed out" in text.lower():
+        return f"no answer from {safe_url} within the open timeout ({text})"
+    if "no video stream" in text:
+        return f"{safe_url} has no video stream"
+    return f"cannot open {safe_url}: {text}"
