@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vidinfer.batching import Batch, Batcher
-from vidinfer.config import PipelineSpec, load_pipeline
+from vidinfer.config import PipelineSpec, check_files, load_pipeline
 from vidinfer.detections import Detections
 from vidinfer.devices import select_device
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
@@ -119,6 +119,7 @@ class Pipeline:
     # -- construction: everything that can fail on user input fails here, before any stream starts --
     def _build(self) -> None:
         spec = self.spec
+        check_files(spec, f"pipeline {spec.name!r}")
         det = spec.detector
         self.classes = det.class_names()
         self.detector = OnnxRuntimeEngine(det.model, det.input_size, det.intra_op_threads, role="detector model")
