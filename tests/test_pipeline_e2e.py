@@ -174,3 +174,28 @@ def test_readme_python_example_runs_as_written(tmp_path):
     expected = {sid: sum(len(objs) for objs in load_gt(clip).values())
                 for sid, clip in STREAMS.items() if sid != "pitch"}
     assert done.stdout.strip().splitlines()[-1] == f"400 frames analysed; boxes per stream: {expected}"
+
+
+def test_wire_format_doc_subscriber_works_without_vidinfer(models, tmp_path):
+    """The plain-ZeroMQ subscriber printed in docs/wire-format.md decodes a real run."""
+    code = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "wire-format.md").read_text(), re.S)[0]
+    endpoint = free_endpoint()
+    script = tmp_path / "doc_subscriber.py"
+    script.write_text(code.replace("tcp://127.0.0.1:5555", endpoint))
+    spec = load_pipeline(write_pipeline(tmp_path / "one.toml", models, endpoint, {"cam-b": "shapes_b"}))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": ""})
+    try:
+        Pipeline(spec).run()
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    lines = out.splitlines()
+    gt = load_gt("shapes_b")
+    assert len(lines) == len(gt) + 1 and lines[-1] == "cam-b ended: end of file"
+    for frame_no, line in enumerate(lines[:-1]):
+        sid, number, rest = line.split(" ", 2)
+        assert (sid, int(number)) == ("cam-b", frame_no)
+        names = re.findall(r"\('(\w+)',", rest)
+        assert sorted(names) == sorted(o["class_name"] for o in gt[frame_no])
