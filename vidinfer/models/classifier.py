@@ -14,6 +14,7 @@ from vidinfer._xp import to_numpy
 from vidinfer.detections import Attribute, Detections
 from vidinfer.engines.base import Engine
 from vidinfer.errors import ModelError
+from vidinfer.models.outputs import select_output
 from vidinfer.frame import Frame
 from vidinfer.preprocess.crops import crop_resize_rgb, crop_resize_yuv420
 
@@ -33,11 +34,7 @@ class ClassifierAdapter:
         self.output = output
 
     def bind(self, output_shapes: dict[str, tuple[Any, ...]], model_name: str = "classifier") -> None:
-        if self.output is None:
-            self.output = next(iter(output_shapes))
-        if self.output not in output_shapes:
-            raise ModelError(f"{model_name} has no output {self.output!r} (it has "
-                             f"{', '.join(map(repr, output_shapes))}); fix 'output' in the configuration")
+        self.output = select_output(output_shapes, self.output, model_name)
         shape = output_shapes[self.output]
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != len(self.labels)):
             raise ModelError(f"{model_name} output {self.output!r} has shape {list(shape)} but "

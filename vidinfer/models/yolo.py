@@ -18,6 +18,7 @@ import numpy as np
 from vidinfer._xp import array_module, to_numpy
 from vidinfer.detections import Detections
 from vidinfer.errors import ModelError
+from vidinfer.models.outputs import select_output
 from vidinfer.models.nms import batched_nms
 from vidinfer.preprocess.letterbox import Letterbox
 
@@ -55,11 +56,7 @@ class YoloAdapter:
 
     def bind(self, output_shapes: dict[str, tuple[Any, ...]], model_name: str = "detector") -> None:
         """Check the model's output fits, and settle the layout when it is "auto"."""
-        if self.output is None:
-            self.output = next(iter(output_shapes))
-        if self.output not in output_shapes:
-            raise ModelError(f"{model_name} has no output {self.output!r} (it has "
-                             f"{', '.join(map(repr, output_shapes))}); fix 'output' in the configuration")
+        self.output = select_output(output_shapes, self.output, model_name)
         shape = output_shapes[self.output]
         layout = self.layout or _infer_layout(shape, len(self.classes), model_name)
         _check_layout(layout, shape, len(self.classes), model_name)
