@@ -76,12 +76,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_pipeline(args.pipeline)
     if args.publish is not None:
         spec.publish.endpoint = args.publish
-    pipeline = Pipeline(spec)
+    try:
+        pipeline = Pipeline(spec)
+    except (ConfigError, ModelError) as exc:  # a model or device that does not fit: say which file
+        raise type(exc)(f"{args.pipeline}: {exc}") from None
     _install_signal_handlers(pipeline)
     show_progress = sys.stderr.isatty() and not args.quiet
     stop_progress = _start_progress(pipeline) if show_progress else None
     try:
         report = pipeline.run()
+    except PublishError as exc:  # the endpoint is only bound when the run starts
+        raise PublishError(f"{args.pipeline}: key 'publish.endpoint': {exc}") from None
     finally:
         if stop_progress:
             stop_progress()
@@ -135,6 +140,7 @@ def _start_progress(pipeline: Any) -> Any:
                 progress.update(tasks[sid], completed=analysed, rate=rate, state=state)
 
     progress.start()
+    _log_through(progress.console)
     thread = threading.Thread(target=refresh, daemon=True)
     thread.start()
 
@@ -146,6 +152,18 @@ def _start_progress(pipeline: Any) -> Any:
         progress.stop()
 
     return stop
+
+
+def _log_through(console: Any) -> None:
+    """Send log records through rich's console, above the live display instead of through it."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    handler.setLevel(root.level)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
 
 
 def _print_summary(report: Any) -> None:

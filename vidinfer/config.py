@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from vidinfer.errors import ConfigError
 from vidinfer.publish.wire import STREAM_ID_PATTERN
@@ -38,7 +38,8 @@ def is_live_url(url: str) -> bool:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    # Numbers must be finite: TOML allows inf and nan, and e.g. max_delay_ms = inf overflows a wait.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 class StreamSpec(_Spec):
@@ -72,7 +73,7 @@ class DetectorSpec(_Spec):
     classes: Optional[list[str]] = None
     labels_file: Optional[Path] = None
     layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
-    input_size: Optional[tuple[int, int]] = None
+    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
     conf_threshold: float = Field(default=0.25, ge=0, le=1)
     iou_threshold: float = Field(default=0.45, ge=0, le=1)
     max_detections: int = Field(default=300, ge=1)
@@ -97,7 +98,7 @@ class ClassifierSpec(_Spec):
     labels_file: Optional[Path] = None
     operate_on_classes: Optional[list[str]] = None
     min_size: float = Field(default=0.0, ge=0)
-    input_size: Optional[tuple[int, int]] = None
+    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
     softmax: Optional[bool] = None
     max_batch_size: int = Field(default=32, ge=1)
     output: Optional[str] = None
@@ -130,7 +131,7 @@ class PipelineSpec(_Spec):
     name: str = "pipeline"
     device: Literal["auto", "cpu", "gpu"] = "auto"
     max_batch_size: int = Field(default=8, ge=1)
-    max_delay_ms: float = Field(default=20.0, ge=0)
+    max_delay_ms: float = Field(default=20.0, ge=0, le=60_000, description="at most a minute")
     streams: list[StreamSpec] = Field(min_length=1)
     detector: DetectorSpec
     classifiers: list[ClassifierSpec] = Field(default_factory=list)
@@ -145,6 +146,16 @@ class PipelineSpec(_Spec):
                 raise ValueError(f"stream id {s.id!r} is used twice; give every stream its own id")
             seen.add(s.id)
         return streams
+
+    @field_validator("classifiers")
+    @classmethod
+    def _unique_names(cls, classifiers: list[ClassifierSpec]) -> list[ClassifierSpec]:
+        # Results carry each classifier's attribute under its name: a second one would replace the first.
+        names = [c.name for c in classifiers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"classifier name {name!r} is used twice; give every classifier its own name")
+        return classifiers
 
     @model_validator(mode="after")
     def _classes_known(self) -> PipelineSpec:
@@ -222,9 +233,21 @@ def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:
     for i, c in enumerate(spec.classifiers):
         items += [(f"classifiers[{i}].model", c.model), (f"classifiers[{i}].labels_file", c.labels_file)]
     for key, p in items:
-        if p is not None and not p.is_file():
-            raise ConfigError(f"{source}: key '{key}': file '{p}' does not exist; fix the path "
+        if p is None:
+            continue
+        try:
+            exists = p.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(p))}' cannot be read "
+                              f"({exc.strerror or exc}); fix the path") from None
+        if not exists:
+            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(p))}' does not exist; fix the path "
                               "(relative paths are relative to the pipeline file)")
+
+
+def _printable(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so a message stays one line."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -233,7 +256,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + _printable(str(part))
     return out
 
 

@@ -102,7 +102,7 @@ def describe_model_input(inputs: list[Any], input_size: tuple[int, int] | None, 
                          "tensor(float) or tensor(float16)")
     batch, channels, height, width = (d if isinstance(d, int) and d > 0 else None for d in shape)
     if channels not in (None, 3):
-        raise ModelError(f"{what} input {inp.name!r} has {channels} channels (shape {shape}); vidinfer "
+        raise ModelError(f"{what} input {inp.name!r} has {channels} channel{'s' if channels != 1 else ''} (shape {shape}); vidinfer "
                          "expects 3 (RGB) in NCHW order")
     if input_size is not None:
         want_w, want_h = input_size

@@ -127,7 +127,8 @@ class PyAVSource:
                     final_reason = "stopped"
                     break
                 except (av.FFmpegError, OSError) as exc:
-                    reason = f"read error: {_short(exc)}"
+                    # PyAV puts the URL in the message: keep its credentials out of events and logs.
+                    reason = f"read error: {_short(exc).replace(self.spec.url, self.safe_url)}"
                     if not self._may_reconnect(attempt):
                         final_state, final_reason = StreamState.FAILED, reason
                         break
@@ -141,6 +142,9 @@ class PyAVSource:
                 if not self.live:
                     if self.stats.decoded == 0:
                         final_state, final_reason = StreamState.FAILED, "no frame could be decoded"
+                    break
+                if not self._may_reconnect(attempt):
+                    final_reason = "stream ended"
                     break
                 attempt = self._backoff(attempt, "stream ended")
             else:
@@ -160,7 +164,8 @@ class PyAVSource:
 
     def _backoff(self, attempt: int, reason: str) -> int:
         """Capped exponential backoff with jitter; returns the next attempt number."""
-        delay = min(self.spec.reconnect_max_s, BACKOFF_START_S * 2 ** attempt)
+        # The exponent is capped: a camera down for hours must not overflow the float (and fail).
+        delay = min(self.spec.reconnect_max_s, BACKOFF_START_S * 2 ** min(attempt, 30))
         delay = delay / 2 + random.uniform(0, delay / 2)
         self.stats.reconnects += 1
         self._event(StreamState.RECONNECTING, f"{reason}; retrying in {delay:.1f} s", attempt=attempt + 1)
@@ -199,12 +204,18 @@ class PyAVSource:
         frame_ns = int(1e9 / float(rate))
         produced = False
         first_pts: int | None = None
+        skipped_pts: int | None = None  # latest pts of the packets keyframes_only skipped
+        self._continue_timeline(rate, frame_ns)  # after a reconnect
         while True:
             for packet in container.demux(vs):
                 if self.stop.is_set():
                     raise _Stop
                 if self.spec.keyframes_only and packet.size and not packet.is_keyframe:
-                    continue  # the decoder would skip it anyway; don't even parse it
+                    # The decoder would skip it anyway; don't even parse it. Its time still says
+                    # where the input ends, for the timeline of the next loop.
+                    if packet.pts is not None:
+                        skipped_pts = packet.pts if skipped_pts is None else max(skipped_pts, packet.pts)
+                    continue
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as exc:
@@ -217,14 +228,29 @@ class PyAVSource:
                         first_pts = pts_ns
                     self._on_frame(f, pts_ns - first_pts + self._pts_offset_ns, rate)
                     produced = True
+            if skipped_pts is not None and first_pts is not None:
+                end_ns = int(skipped_pts * tb * 1_000_000_000) - first_pts + self._pts_offset_ns
+                self._last_pts_ns = max(self._last_pts_ns, end_ns)
+                skipped_pts = None
             if not (self.spec.loop and not self.live and produced):
                 return produced
             # Loop: restart the file; time and frame numbers carry on from where they were.
-            self._pts_offset_ns = self._last_pts_ns + frame_ns
-            self._frame_offset = self.stats.decoded
+            self._continue_timeline(rate, frame_ns)
             self._discontinuity = True
             first_pts = None
             container.seek(0)
+
+    def _continue_timeline(self, rate: Fraction, frame_ns: int) -> None:
+        """A new pass over the input (loop or reconnect) starts one frame after the last one."""
+        if self._last_pts_ns < 0:
+            return
+        if self.spec.keyframes_only:
+            # Frames are numbered by time: continue after the last frame the input held, not
+            # after the last keyframe that was decoded.
+            self._frame_offset += round((self._last_pts_ns - self._pts_offset_ns) * float(rate) / 1e9) + 1
+        else:
+            self._frame_offset = self.stats.decoded
+        self._pts_offset_ns = self._last_pts_ns + frame_ns
 
     def _decode_error(self, exc: Exception) -> None:
         self.stats.decode_errors += 1
@@ -238,7 +264,7 @@ class PyAVSource:
             frame_no = self._frame_offset + round((pts_ns - self._pts_offset_ns) * float(rate) / 1e9)
         else:
             frame_no = self.stats.decoded - 1
-        self._last_pts_ns = pts_ns
+        self._last_pts_ns = max(self._last_pts_ns, pts_ns)
         if not self._sampled(pts_ns):
             return
         if self.spec.realtime:
