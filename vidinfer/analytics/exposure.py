@@ -1,0 +1,208 @@
+"""Brand exposure per stream: how long, how often, how large and where each brand was on screen.
+
+Definitions (docs/brand-impact.md is the reference):
+
+* Each analysed frame stands for the stream time until the next analysed frame of its stream
+  (capped at twice the usual step, so a gap such as a reconnect is not counted as visibility; the
+  last frame gets the usual step). This makes every figure independent of ``sample_fps``.
+* visible_s: the time in which at least one box of the brand was on screen.
+* appearances: tracks of the brand seen in at least ``min_track_frames`` analysed frames.
+* share of screen: the summed area of the brand's boxes over the frame area (capped at 1);
+  mean_share is time-weighted over visible time, peak_share the largest value.
+* grid: visible time split over a 3x3 grid of the screen by box centre, weighted by box area.
+* exposure_score: prominence-weighted seconds, sum over frames of
+  ``step * min(1, share / reference_share) * position_weight``, position_weight 1.0 in the
+  centre cell, 0.8 in edge-centre cells, 0.6 in corners. A brand filling at least
+  ``reference_share`` of the screen in the centre for 10 s scores 10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from vidinfer.detections import Detections
+
+__all__ = ["BrandExposure", "ExposureAnalytics", "POSITION_WEIGHTS", "GRID_NAMES"]
+
+POSITION_WEIGHTS = np.array([0.6, 0.8, 0.6, 0.8, 1.0, 0.8, 0.6, 0.8, 0.6])
+GRID_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
+
+
+@dataclass
+class _Frame:
+    """What one analysed frame showed of each brand, waiting for its duration to be known."""
+
+    pts_ns: int
+    visible: np.ndarray  # (B,) bool
+    share: np.ndarray  # (B,) float
+    grid: np.ndarray  # (B, 9) area weights summing to 1 for visible brands
+    confidence: np.ndarray  # (B,) max score
+    prominence: np.ndarray  # (B,)
+
+
+@dataclass
+class BrandExposure:
+    """Running exposure figures of every brand on one stream."""
+
+    brands: list[str]
+    min_track_frames: int = 2
+    reference_share: float = 0.02
+    visible_s: np.ndarray = field(init=False)
+    share_s: np.ndarray = field(init=False)  # integral of share over time
+    peak_share: np.ndarray = field(init=False)
+    grid_s: np.ndarray = field(init=False)
+    confidence_s: np.ndarray = field(init=False)
+    score: np.ndarray = field(init=False)
+    duration_s: float = 0.0
+    frames: int = 0
+    timeline: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, cumulative visible_s)
+
+    def __post_init__(self) -> None:
+        b = len(self.brands)
+        self.visible_s, self.share_s, self.peak_share = np.zeros(b), np.zeros(b), np.zeros(b)
+        self.grid_s, self.confidence_s, self.score = np.zeros((b, 9)), np.zeros(b), np.zeros(b)
+        self._track_frames: list[dict[int, int]] = [dict() for _ in range(b)]
+        self._pending: _Frame | None = None
+        self._steps: list[int] = []  # recent steps between analysed frames, for the usual step
+        self._t0: int | None = None
+
+    def add(self, pts_ns: int, width: int, height: int, det: Detections) -> None:
+        """Account one analysed frame whose rows' class_id are brand indices."""
+        if self._t0 is None:
+            self._t0 = pts_ns
+        if self._pending is not None:
+            self._close(max(0, pts_ns - self._pending.pts_ns))
+        self.frames += 1
+        self._pending = self._measure(pts_ns, width, height, det)
+        for b, t in zip(det.class_id.tolist(), det.track_id.tolist()):
+            if t >= 0:
+                counts = self._track_frames[b]
+                counts[t] = counts.get(t, 0) + 1
+
+    def discontinuity(self) -> None:
+        """The stream jumped (loop, reconnect): the pending frame gets the usual step, not the jump."""
+        if self._pending is not None:
+            self._close(None)
+            self._pending = None
+
+    def finish(self) -> None:
+        """End of stream: the last frame gets the usual step."""
+        self.discontinuity()
+
+    def _usual_step(self) -> int:
+        return int(np.median(self._steps)) if self._steps else 0
+
+    def _close(self, step_ns: int | None) -> None:
+        usual = self._usual_step()
+        if step_ns is not None:
+            self._steps = (self._steps + [step_ns])[-50:]
+            if usual:
+                step_ns = min(step_ns, 2 * usual)
+        else:
+            step_ns = usual
+        p = self._pending
+        assert p is not None
+        dt = step_ns / 1e9
+        self.duration_s += dt
+        self.visible_s += dt * p.visible
+        self.share_s += dt * p.share
+        self.peak_share = np.maximum(self.peak_share, p.share)
+        self.grid_s += dt * p.grid
+        self.confidence_s += dt * p.confidence
+        self.score += dt * p.prominence
+        t = (p.pts_ns - (self._t0 or 0)) / 1e9 + dt
+        if not self.timeline or t - self.timeline[-1][0] >= 0.5 or p.visible.any():
+            self.timeline.append((round(t, 3), self.visible_s.copy()))
+
+    def _measure(self, pts_ns: int, width: int, height: int, det: Detections) -> _Frame:
+        b = len(self.brands)
+        area = np.prod(det.wh, axis=1).astype(np.float64) / float(width * height)
+        share = np.minimum(np.bincount(det.class_id, weights=area, minlength=b)[:b], 1.0)
+        visible = np.bincount(det.class_id, minlength=b)[:b] > 0
+        centre = (det.xyxy[:, :2] + det.xyxy[:, 2:]) / 2
+        col = np.clip((centre[:, 0] * 3 // width).astype(int), 0, 2)
+        row = np.clip((centre[:, 1] * 3 // height).astype(int), 0, 2)
+        grid = np.zeros((b, 9))
+        np.add.at(grid, (det.class_id, row * 3 + col), area)
+        sums = grid.sum(axis=1, keepdims=True)
+        grid = np.divide(grid, sums, out=np.zeros_like(grid), where=sums > 0)
+        confidence = np.zeros(b)
+        np.maximum.at(confidence, det.class_id, det.score.astype(np.float64))
+        position = grid @ POSITION_WEIGHTS
+        prominence = np.minimum(1.0, share / self.reference_share) * position
+        return _Frame(pts_ns, visible, share, grid, confidence, prominence)
+
+    def appearances(self) -> np.ndarray:
+        return np.asarray([sum(1 for n in c.values() if n >= self.min_track_frames) for c in self._track_frames])
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per brand, the figures published and reported."""
+        apps = self.appearances()
+        out = []
+        for i, name in enumerate(self.brands):
+            vis = self.visible_s[i]
+            out.append({
+                "brand": name,
+                "visible_s": round(float(vis), 3),
+                "appearances": int(apps[i]),
+                "mean_share": round(float(self.share_s[i] / vis), 5) if vis else 0.0,
+                "peak_share": round(float(self.peak_share[i]), 5),
+                "grid_s": [round(float(g), 3) for g in self.grid_s[i]],
+                "main_position": GRID_NAMES[int(np.argmax(self.grid_s[i]))] if vis else None,
+                "mean_confidence": round(float(self.confidence_s[i] / vis), 4) if vis else 0.0,
+                "exposure_score": round(float(self.score[i]), 3),
+            })
+        return out
+
+
+class ExposureAnalytics:
+    """Brand exposure for every stream of a pipeline, with periodic snapshots to publish.
+
+    Args:
+        brands: brand names; detections' class_id index into them.
+        publish_interval_s: stream time between live updates of a stream (0: only at the end).
+    """
+
+    def __init__(self, brands: Sequence[str], publish_interval_s: float = 5.0, min_track_frames: int = 2,
+                 reference_share: float = 0.02):
+        self.brands = list(brands)
+        self.publish_interval_ns = int(publish_interval_s * 1e9)
+        self.min_track_frames = min_track_frames
+        self.reference_share = reference_share
+        self.streams: dict[str, BrandExposure] = {}
+        self._next_publish: dict[str, int] = {}
+
+    def stream(self, stream_id: str) -> BrandExposure:
+        exp = self.streams.get(stream_id)
+        if exp is None:
+            exp = self.streams[stream_id] = BrandExposure(self.brands, self.min_track_frames, self.reference_share)
+        return exp
+
+    def add(self, stream_id: str, pts_ns: int, width: int, height: int, det: Detections,
+            discontinuity: bool = False) -> dict[str, Any] | None:
+        """Account a frame; returns a live update body when one is due."""
+        exp = self.stream(stream_id)
+        if discontinuity:
+            exp.discontinuity()
+        exp.add(pts_ns, width, height, det)
+        due = self._next_publish.get(stream_id)
+        if due is None:
+            self._next_publish[stream_id] = pts_ns + self.publish_interval_ns
+        elif self.publish_interval_ns and pts_ns >= due:
+            self._next_publish[stream_id] = pts_ns + self.publish_interval_ns
+            return self.body(stream_id, pts_ns, final=False)
+        return None
+
+    def finish(self, stream_id: str) -> dict[str, Any]:
+        """End of a stream: the final body to publish."""
+        exp = self.stream(stream_id)
+        exp.finish()
+        return self.body(stream_id, None, final=True)
+
+    def body(self, stream_id: str, pts_ns: int | None, final: bool) -> dict[str, Any]:
+        exp = self.stream(stream_id)
+        return {"stream_id": stream_id, "pts_ns": pts_ns, "final": final,
+                "duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary()}
