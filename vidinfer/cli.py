@@ -3,6 +3,7 @@
     vidinfer run PIPELINE.toml [--publish ENDPOINT] [--report FILE] [--quiet]
     vidinfer subscribe ENDPOINT [--topic PREFIX ...] [--count N] [--timeout SECONDS]
     vidinfer info
+    vidinfer models
 
 Exit codes: 0 success; 1 at least one stream failed (the others ran to the end); 2 the
 configuration, a model or the endpoint is unusable (one line on stderr says which and why);
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop when no message arrives for this long")
     s.set_defaults(func=cmd_subscribe)
 
+    models = sub.add_parser("models", help="the named models (e.g. ppocr:rec) and where they are installed")
+    models.set_defaults(func=cmd_models)
+
     info = sub.add_parser("info", help="which decoders, engines and devices work here, and why not")
     info.set_defaults(func=cmd_info)
     return p
@@ -91,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stop_progress:
             stop_progress()
     _print_summary(report)
+    if report.brand_report is not None:
+        _print_brand_report(report)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
@@ -177,6 +183,25 @@ def _print_summary(report: Any) -> None:
                 f"p99 {lat.get('p99', 0):.0f} ms; messages sent {report.messages_sent}, "
                 f"dropped {report.messages_dropped}")
     print("\n".join(rows))
+
+
+def _print_brand_report(report: Any) -> None:
+    from rich.console import Console
+
+    from vidinfer.analytics.report import exposure_table
+
+    console = Console(width=max(100, Console().width))  # the table stays readable in a pipe
+    console.print(exposure_table(report.brand_report))
+    for path in report.report_files:
+        print(f"report: {path}")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vidinfer.models.registry import list_models
+
+    for name, path, description in list_models():
+        print(f"{name:<18} {'yes' if path else 'no ':<4} {path or 'not installed'}  ({description})")
+    return EXIT_OK
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from vidinfer.errors import ConfigError
+from vidinfer.errors import ConfigError, ModelError
+from vidinfer.models.registry import is_model_name, resolve_model
 from vidinfer.publish.wire import STREAM_ID_PATTERN
 
 if sys.version_info >= (3, 11):
@@ -26,7 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec", "PipelineSpec",
+__all__ = ["StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec", "PipelineSpec", "TrackerSpec",
+           "TextSpec", "BrandSpec", "BrandImpactSpec",
            "load_pipeline", "parse_pipeline", "is_live_url"]
 
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
@@ -125,6 +127,56 @@ class PublishSpec(_Spec):
     wait_timeout_s: float = Field(default=10.0, ge=0)
 
 
+class TrackerSpec(_Spec):
+    """ByteTrack-style association; ids persist per stream."""
+
+    high_score: float = Field(default=0.5, ge=0, le=1)
+    low_score: float = Field(default=0.1, ge=0, le=1)
+    match_iou: float = Field(default=0.3, gt=0, le=1)
+    max_lost_s: float = Field(default=1.0, ge=0)
+
+
+class TextSpec(_Spec):
+    """Reading text in frames (PP-OCR models: detector, orientation, recogniser)."""
+
+    det_model: str = "ppocr:det"
+    cls_model: Optional[str] = "ppocr:cls"
+    rec_model: str = "ppocr:rec"
+    limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
+    min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
+    intra_op_threads: int = Field(default=0, ge=0)
+
+
+class BrandSpec(_Spec):
+    """A sponsor to measure."""
+
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    logo_classes: list[str] = Field(default_factory=list, description="detector classes that show this brand")
+
+
+class BrandImpactSpec(_Spec):
+    """Brand exposure: logos from the detector and names read in the frame, tracked and measured."""
+
+    brands: list[BrandSpec] = Field(min_length=1)
+    read_text: bool = True
+    text: TextSpec = Field(default_factory=TextSpec)
+    match_threshold: float = Field(default=85.0, ge=0, le=100, description="rapidfuzz ratio a text needs")
+    publish_interval_s: float = Field(default=5.0, ge=0, description="stream time between live updates")
+    min_track_frames: int = Field(default=2, ge=1)
+    reference_share: float = Field(default=0.02, gt=0, le=1)
+    report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
+
+    @field_validator("brands")
+    @classmethod
+    def _unique_brands(cls, brands: list[BrandSpec]) -> list[BrandSpec]:
+        names = [b.name for b in brands]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"brand {name!r} is listed twice; list every brand once (use aliases)")
+        return brands
+
+
 class PipelineSpec(_Spec):
     """A whole pipeline: streams, models, batching and publishing."""
 
@@ -136,6 +188,8 @@ class PipelineSpec(_Spec):
     detector: DetectorSpec
     classifiers: list[ClassifierSpec] = Field(default_factory=list)
     publish: PublishSpec = Field(default_factory=PublishSpec)
+    tracker: Optional[TrackerSpec] = None
+    brand_impact: Optional[BrandImpactSpec] = None
 
     @field_validator("streams")
     @classmethod
@@ -220,14 +274,37 @@ def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
     for s in spec.streams:
         if "://" not in s.url and not Path(s.url).is_absolute():
             s.url = str(base / s.url)
+    if spec.brand_impact is not None and spec.brand_impact.report_dir is not None:
+        spec.brand_impact.report_dir = rel(spec.brand_impact.report_dir) or spec.brand_impact.report_dir
     for m in [spec.detector, *spec.classifiers]:
-        m.model = rel(m.model) or m.model
+        if not is_model_name(str(m.model)):  # registry names ("logos:detector") are not paths
+            m.model = rel(m.model) or m.model
         if m.labels_file is not None:
             m.labels_file = rel(m.labels_file)
 
 
 def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:
-    """Model and label files must exist before anything starts (stream files fail per stream)."""
+    """Model and label files must exist before anything starts (stream files fail per stream).
+
+    Registry names (``logos:detector``, ``ppocr:rec``) are resolved to their files here.
+    """
+    for key, m in [("detector.model", spec.detector),
+                   *((f"classifiers[{i}].model", c) for i, c in enumerate(spec.classifiers))]:
+        if is_model_name(str(m.model)):
+            try:
+                m.model = resolve_model(str(m.model))
+            except ModelError as exc:
+                raise ConfigError(f"{source}: key '{key}': {exc}") from None
+    if spec.brand_impact is not None and spec.brand_impact.read_text:
+        text = spec.brand_impact.text
+        for name in ("det_model", "cls_model", "rec_model"):
+            ref = getattr(text, name)
+            if ref is None:
+                continue
+            try:
+                resolve_model(ref if is_model_name(ref) else Path(ref))
+            except ModelError as exc:
+                raise ConfigError(f"{source}: key 'brand_impact.text.{name}': {exc}") from None
     items: list[tuple[str, Path | None]] = [("detector.model", spec.detector.model),
                                              ("detector.labels_file", spec.detector.labels_file)]
     for i, c in enumerate(spec.classifiers):

@@ -20,8 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandStage
+from vidinfer.analytics.brands import Brand, BrandMatcher
+from vidinfer.analytics.exposure import ExposureAnalytics
 from vidinfer.batching import Batch, Batcher
-from vidinfer.config import PipelineSpec, check_files, load_pipeline
+from vidinfer.config import PipelineSpec, TrackerSpec, check_files, load_pipeline
 from vidinfer.detections import Detections
 from vidinfer.devices import select_device
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
@@ -32,6 +35,7 @@ from vidinfer.preprocess.letterbox import fill_batch_slot
 from vidinfer.publish.publisher import Publisher
 from vidinfer.publish.wire import Kind, detections_body
 from vidinfer.sources.pyav import PyAVSource
+from vidinfer.tracking import TrackerStage
 
 __all__ = ["Pipeline", "RunReport", "StreamReport"]
 
@@ -69,6 +73,8 @@ class RunReport:
     messages_dropped: int = 0  # refused at a subscriber's high-water mark
     latency_ms: dict[str, float] = field(default_factory=dict)  # decoded -> published p50/p95/p99
     interrupted: bool = False
+    brand_report: dict[str, Any] | None = None  # brand impact: figures per stream and brand
+    report_files: list[str] = field(default_factory=list)
 
     @property
     def mean_batch_size(self) -> float:
@@ -126,7 +132,9 @@ class Pipeline:
         self.adapter = YoloAdapter(self.classes, det.layout, det.conf_threshold, det.iou_threshold,
                                    det.max_detections, det.output)
         self.adapter.bind(self.detector.output_shapes, f"detector model {det.model.name!r}")
-        self.stages: list[SecondaryClassifier] = []
+        # Stages run in order on each batch: (frames, detections) -> detections.
+        self.stages: list[Any] = []
+        self.classifiers: list[SecondaryClassifier] = []
         self.attribute_labels: dict[str, list[str]] = {}
         for c in spec.classifiers:
             labels = c.label_names()
@@ -141,9 +149,17 @@ class Pipeline:
                     raise ConfigError(f"classifier {c.name!r}: operate_on_classes names {unknown}, which "
                                       f"the detector does not have (its classes: {self.classes})")
                 operate_on = [self.classes.index(n) for n in c.operate_on_classes]
-            self.stages.append(SecondaryClassifier(c.name, engine, ClassifierAdapter(labels, c.softmax, c.output),
-                                                   operate_on, c.min_size, c.max_batch_size))
+            self.classifiers.append(SecondaryClassifier(c.name, engine, ClassifierAdapter(labels, c.softmax, c.output),
+                                                        operate_on, c.min_size, c.max_batch_size))
             self.attribute_labels[c.name] = labels
+        self.stages += self.classifiers
+        self.output_classes = self.classes  # what class_id indexes in published results
+        self.analytics: ExposureAnalytics | None = None
+        reads_text = self._build_brand_impact()
+        tracker = spec.tracker or (TrackerSpec() if spec.brand_impact else None)
+        self.tracked = tracker is not None
+        if tracker is not None:
+            self.stages.append(TrackerStage(**tracker.model_dump()))
         inp = self.detector.input
         self.batcher = Batcher(spec.max_batch_size, spec.max_delay_ms)
         # Many streams share few cores: one decoder thread each. A single stream may use more.
@@ -152,11 +168,34 @@ class Pipeline:
         for s in spec.streams:
             q = self.batcher.add_stream(s.id, s.queue_size, drop_oldest=s.is_live)
             self.sources.append(PyAVSource(s, (inp.width, inp.height), q, self._stop, threads,
-                                           keep_source=bool(self.stages)))
+                                           keep_source=bool(self.classifiers) or reads_text))
             self.report.streams[s.id] = StreamReport(s.id)
         slots = inp.padded_size(spec.max_batch_size)
         self._batch = np.empty((slots, 3, inp.height, inp.width), inp.dtype)
         self.publisher: Publisher | None = None
+
+    def _build_brand_impact(self) -> bool:
+        """Brand stage and exposure analytics when configured; returns whether text is read."""
+        bi = self.spec.brand_impact
+        if bi is None:
+            return False
+        matcher = BrandMatcher([Brand(b.name, tuple(b.aliases), tuple(b.logo_classes)) for b in bi.brands],
+                               bi.match_threshold)
+        reader = None
+        if bi.read_text:
+            from vidinfer.models.ocr import TextReader
+
+            t = bi.text
+            reader = TextReader(det_model=t.det_model, cls_model=t.cls_model, rec_model=t.rec_model,
+                                limit_side=t.limit_side, min_text_height=t.min_text_height,
+                                threads=t.intra_op_threads)
+        stage = BrandStage(matcher, self.classes, reader)
+        self.stages.append(stage)
+        self.output_classes = stage.classes
+        self.attribute_labels["source"] = SOURCE_LABELS
+        self.analytics = ExposureAnalytics(stage.classes, bi.publish_interval_s, bi.min_track_frames,
+                                           bi.reference_share)
+        return reader is not None
 
     # -- running --
     def run(self) -> RunReport:
@@ -218,8 +257,13 @@ class Pipeline:
     def _publish_result(self, frame: Frame, det: Detections) -> None:
         if self.publisher is not None:
             body = detections_body(frame.stream_id, frame.frame_no, frame.pts_ns, frame.capture_ns,
-                                   frame.width, frame.height, det, frame.discontinuity)
+                                   frame.width, frame.height, det, frame.discontinuity, self.tracked)
             self.publisher.publish(Kind.DETECTIONS, frame.stream_id, body)
+        if self.analytics is not None:
+            update = self.analytics.add(frame.stream_id, frame.pts_ns, frame.width, frame.height, det,
+                                        frame.discontinuity)
+            if update is not None and self.publisher is not None:
+                self.publisher.publish(Kind.BRAND_EXPOSURE, frame.stream_id, update)
         self._latencies.append(time.monotonic() - frame.decoded_at)
         self.report.streams[frame.stream_id].frames_analysed += 1
         if self.on_result is not None:
@@ -230,8 +274,11 @@ class Pipeline:
         rep.state, rep.reason = ev.state.value, ev.reason
         if ev.state is StreamState.CONNECTED:
             self._publish_metadata(ev.stream_id, ev.info)
+        final = self.analytics.finish(ev.stream_id) if self.analytics is not None and ev.end_of_stream else None
         if self.publisher is None:
             return
+        if final is not None:
+            self.publisher.publish(Kind.BRAND_EXPOSURE, ev.stream_id, final)
         self.publisher.publish(Kind.STATUS, ev.stream_id,
                                {"stream_id": ev.stream_id, "state": ev.state.value, "reason": ev.reason,
                                 "time_ns": time.time_ns(), **ev.info})
@@ -244,7 +291,7 @@ class Pipeline:
         if self.publisher is None:
             return
         self.publisher.publish(Kind.METADATA, stream_id, {
-            "stream_id": stream_id, "pipeline": self.spec.name, "classes": self.classes,
+            "stream_id": stream_id, "pipeline": self.spec.name, "classes": self.output_classes,
             "attributes": self.attribute_labels, "source": source_info})
 
     def _finish(self, elapsed: float) -> None:
@@ -266,8 +313,14 @@ class Pipeline:
             rep.messages_sent, rep.messages_dropped = self.publisher.sent, self.publisher.dropped
             self.publisher.close()
             self.publisher = None
-        for engine in [self.detector, *(st.engine for st in self.stages)]:
+        for engine in [self.detector, *(st.engine for st in self.classifiers)]:
             engine.close()
+        bi = self.spec.brand_impact
+        if self.analytics is not None and bi is not None and bi.report_dir is not None:
+            from vidinfer.analytics.report import write_report
+
+            rep.brand_report, files = write_report(self.analytics, self.spec.name, bi.report_dir)
+            rep.report_files = [str(f) for f in files]
 
     def streams_progress(self) -> Sequence[tuple[str, int, int, str]]:
         """(stream id, frames decoded, frames analysed, state) per stream, safe to call from any thread."""

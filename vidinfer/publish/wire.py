@@ -34,12 +34,13 @@ class Kind(str, Enum):
     END_OF_STREAM = "end_of_stream"
     STATUS = "status"
     METADATA = "metadata"
+    BRAND_EXPOSURE = "brand_exposure"
 
 
 # Which topic each kind travels on. End of stream shares the detections topic, so a subscriber
 # to a stream's detections sees where they end, in order.
 TOPIC_PREFIX = {Kind.DETECTIONS: "det", Kind.END_OF_STREAM: "det", Kind.STATUS: "status",
-                Kind.METADATA: "meta"}
+                Kind.METADATA: "meta", Kind.BRAND_EXPOSURE: "brand"}
 
 
 def topic(kind: Kind, stream_id: str) -> bytes:
