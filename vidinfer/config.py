@@ -140,7 +140,8 @@ class TextSpec(_Spec):
     """Reading text in frames (PP-OCR models: detector, orientation, recogniser)."""
 
     det_model: str = "ppocr:det"
-    cls_model: Optional[str] = "ppocr:cls"
+    cls_model: str = "ppocr:cls"
+    orientation: bool = Field(default=True, description="run the 0/180 degree orientation classifier")
     rec_model: str = "ppocr:rec"
     limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
     min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
@@ -299,7 +300,7 @@ def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:
         text = spec.brand_impact.text
         for name in ("det_model", "cls_model", "rec_model"):
             ref = getattr(text, name)
-            if ref is None:
+            if name == "cls_model" and not text.orientation:
                 continue
             try:
                 resolve_model(ref if is_model_name(ref) else Path(ref))

@@ -186,7 +186,8 @@ class Pipeline:
             from vidinfer.models.ocr import TextReader
 
             t = bi.text
-            reader = TextReader(det_model=t.det_model, cls_model=t.cls_model, rec_model=t.rec_model,
+            reader = TextReader(det_model=t.det_model, cls_model=t.cls_model if t.orientation else None,
+                                rec_model=t.rec_model,
                                 limit_side=t.limit_side, min_text_height=t.min_text_height,
                                 threads=t.intra_op_threads)
         stage = BrandStage(matcher, self.classes, reader)
