@@ -1,0 +1,135 @@
+"""TensorRT engine logic that runs without a GPU: the cache key, and the build configuration
+exercised against a fake `tensorrt` module (a mock at the GPU boundary, named so below).
+The real engine has not run on GPU hardware; tools/gpu_check.sh runs it where a GPU exists."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vidinfer.engines.tensorrt import BuildSettings, build_serialized_engine, engine_cache_key
+from vidinfer.errors import ModelError
+
+SETTINGS = BuildSettings(model_sha256="ab" * 32, tensorrt_version="10.16.1", gpu_name="NVIDIA H200",
+                         compute_capability="9.0", min_batch=1, max_batch=8, input_name="images",
+                         channels=3, height=640, width=640)
+
+
+def test_cache_key_is_stable_and_changes_with_everything_a_plan_depends_on():
+    key = engine_cache_key(SETTINGS)
+    assert key == engine_cache_key(replace(SETTINGS))
+    for change in [dict(model_sha256="cd" * 32), dict(tensorrt_version="11.4.0"), dict(gpu_name="Tesla T4"),
+                   dict(compute_capability="7.5"), dict(max_batch=16), dict(height=320)]:
+        assert engine_cache_key(replace(SETTINGS, **change)) != key, change
+
+
+class FakeTensorRT:
+    """Records what the build asks of TensorRT; stands in for the `tensorrt` module."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            self.level = level
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    def __init__(self, parse_ok=True, plan=b"PLAN"):
+        self.calls = []
+        self.parse_ok, self.plan = parse_ok, plan
+        fake = self
+
+        class Parser:
+            num_errors = 0 if parse_ok else 1
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                fake.calls.append(("parse", Path(path).name))
+                return fake.parse_ok
+
+            def get_error(self, i):
+                return "In node 3 (Resize): unsupported mode"
+
+        class Profile:
+            def set_shape(self, name, lo, opt, hi):
+                fake.calls.append(("profile", name, lo, opt, hi))
+
+        class TimingCache:
+            def __init__(self, blob):
+                self.blob = blob
+
+            def serialize(self):
+                return self.blob + b"+new"
+
+        class Config:
+            builder_optimization_level = None
+
+            def set_memory_pool_limit(self, pool, size):
+                fake.calls.append(("pool", pool, size))
+
+            def add_optimization_profile(self, p):
+                fake.calls.append(("add_profile",))
+
+            def create_timing_cache(self, blob):
+                return TimingCache(blob)
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                self.cache = cache
+                fake.calls.append(("timing_cache", cache.blob, ignore_mismatch))
+
+            def get_timing_cache(self):
+                return self.cache
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                fake.calls.append(("network", flags))
+                return object()
+
+            def create_builder_config(self):
+                fake.config = Config()
+                return fake.config
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return fake.plan
+
+        self.OnnxParser, self.Builder = Parser, Builder
+
+
+def test_build_uses_one_batch_profile_and_the_timing_cache_with_fake_tensorrt(tmp_path):
+    trt = FakeTensorRT()
+    plan, timing = build_serialized_engine(trt, tmp_path / "det.onnx", SETTINGS, b"old")
+    assert plan == b"PLAN" and timing == b"old+new"
+    assert ("network", 0) in trt.calls  # explicit batch: no deprecated flags (removed in TensorRT 11)
+    assert ("profile", "images", (1, 3, 640, 640), (8, 3, 640, 640), (8, 3, 640, 640)) in trt.calls
+    assert ("pool", "workspace", 2 << 30) in trt.calls
+    assert ("timing_cache", b"old", False) in trt.calls
+    assert trt.config.builder_optimization_level == 3
+
+
+def test_parse_failure_is_one_sentence_with_fake_tensorrt(tmp_path):
+    with pytest.raises(ModelError) as err:
+        build_serialized_engine(FakeTensorRT(parse_ok=False), tmp_path / "det.onnx", SETTINGS)
+    assert str(err.value) == ("TensorRT cannot parse 'det.onnx' (In node 3 (Resize): unsupported mode); check the "
+                              "ONNX opset and operators, or run this model with engine = 'onnxruntime'")
+
+
+def test_failed_build_is_one_sentence_with_fake_tensorrt(tmp_path):
+    with pytest.raises(ModelError, match=r"^TensorRT could not build an engine for 'det.onnx'"):
+        build_serialized_engine(FakeTensorRT(plan=None), tmp_path / "det.onnx", SETTINGS)
+
+
+def test_importing_the_tensorrt_module_needs_no_gpu_packages():
+    import sys
+
+    import vidinfer.engines.tensorrt  # noqa: F401
+
+    assert "tensorrt" not in sys.modules and "cupy" not in sys.modules
