@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop when no message arrives for this long")
     s.set_defaults(func=cmd_subscribe)
 
+    q = sub.add_parser("quantize", help="write INT8 (QDQ) and FP16 copies of the detector and measure them")
+    q.add_argument("pipeline", type=Path, help="pipeline .toml file (its detector and streams are used)")
+    q.add_argument("--out", type=Path, default=None, help="folder for the copies (default: next to the model)")
+    q.add_argument("--frames", type=int, default=16, help="calibration frames per stream (default 16)")
+    q.set_defaults(func=cmd_quantize)
+
     models = sub.add_parser("models", help="the named models (e.g. ppocr:rec) and where they are installed")
     models.set_defaults(func=cmd_models)
 
@@ -194,6 +200,37 @@ def _print_brand_report(report: Any) -> None:
     console.print(exposure_table(report.brand_report))
     for path in report.report_files:
         print(f"report: {path}")
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vidinfer.config import load_pipeline
+    from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
+    from vidinfer.quantize import compare_precisions, convert_fp16, pipeline_frames, quantize_int8, _tensor
+
+    spec = load_pipeline(args.pipeline)
+    model = Path(spec.detector.model)
+    out_dir = args.out or model.parent
+    inp = OnnxRuntimeEngine(model, spec.detector.input_size).input
+    size = (inp.width, inp.height)
+    frames = pipeline_frames(spec, size, per_stream=2 * args.frames)
+    # Calibrate on even frames, measure on odd ones: agreement is not judged on calibration data.
+    calibration, held_out = frames[0::2], frames[1::2]
+    int8 = quantize_int8(model, out_dir / f"{model.stem}.int8.onnx", _tensor(calibration, size))
+    fp16 = convert_fp16(model, out_dir / f"{model.stem}.fp16.onnx")
+    results = compare_precisions({"fp32": model, "fp16": fp16, "int8": int8}, held_out, spec,
+                                 spec.max_batch_size)
+    print(f"{'precision':<10} {'mAP@0.5 vs FP32':>16} {'ms/image (CPU)':>15} {'speed vs FP32':>14} {'MB':>7}  file")
+    for r in results:
+        print(f"{r.precision:<10} {r.map50_vs_fp32:>16.4f} {r.ms_per_image:>15.2f} {r.speedup_vs_fp32:>13.2f}x "
+              f"{r.size_bytes / 1e6:>7.2f}  {r.path}")
+    report = out_dir / f"{model.stem}.precision.json"
+    report.write_text(json.dumps({"pipeline": str(args.pipeline), "calibration_frames": len(calibration),
+                                  "measured_frames": len(held_out), "results": [asdict(r) for r in results]},
+                                 indent=2))
+    print(f"report: {report}")
+    return EXIT_OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
