@@ -133,3 +133,30 @@ def test_importing_the_tensorrt_module_needs_no_gpu_packages():
     import vidinfer.engines.tensorrt  # noqa: F401
 
     assert "tensorrt" not in sys.modules and "cupy" not in sys.modules
+
+
+def test_ort_gpu_providers_put_tensorrt_first_with_a_batch_profile_and_cache():
+    from vidinfer.engines.onnxruntime_gpu import gpu_providers
+
+    providers = gpu_providers(1, Path("/cache"), "images", (3, 640, 640), 8)
+    assert [p if isinstance(p, str) else p[0] for p in providers] == \
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    trt = providers[0][1]
+    assert trt["trt_profile_min_shapes"] == "images:1x3x640x640"
+    assert trt["trt_profile_max_shapes"] == "images:8x3x640x640"
+    assert trt["trt_engine_cache_path"] == "/cache" and trt["device_id"] == "1"
+    assert gpu_providers(0, Path("/c"), "x", (3, 8, 8), 2, use_tensorrt=False)[0][0] == "CUDAExecutionProvider"
+
+
+def test_ort_gpu_engine_refuses_cpu_only_onnxruntime_with_one_sentence():
+    import onnxruntime as ort
+
+    from vidinfer.engines.onnxruntime_gpu import OnnxRuntimeGpuEngine
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(ModelError) as err:
+        OnnxRuntimeGpuEngine("models/shapes/detector.onnx")
+    assert str(err.value) == ("ONNX Runtime here has no CUDA execution provider (providers: "
+                              f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use "
+                              "device = 'cpu'")
