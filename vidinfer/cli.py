@@ -2,6 +2,7 @@
 
     vidinfer run PIPELINE.toml [--publish ENDPOINT] [--report FILE] [--quiet]
     vidinfer subscribe ENDPOINT [--topic PREFIX ...] [--count N] [--timeout SECONDS]
+    vidinfer proxy --frontend ENDPOINT --backend ENDPOINT [--metrics-port PORT]
     vidinfer info
     vidinfer models
 
@@ -54,7 +55,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", type=Path, help="pipeline .toml file")
     run.add_argument("--publish", metavar="ENDPOINT", help="publish on this ZeroMQ endpoint instead of the file's")
     run.add_argument("--report", metavar="FILE", type=Path, help="write the run report as JSON here")
+    run.add_argument("--shard-index", metavar="I", default=None,
+                     help="analyse only shard I's share of the streams (0..N-1, or 'ordinal': the trailing -N of "
+                          "the host name, a StatefulSet pod's ordinal); default $VIDINFER_SHARD_INDEX or [shard]")
+    run.add_argument("--shard-count", metavar="N", default=None,
+                     help="how many shards share the stream list; default $VIDINFER_SHARD_COUNT or [shard]")
+    run.add_argument("--metrics-port", metavar="PORT", type=int, default=None,
+                     help="serve Prometheus /metrics and /healthz, /readyz on this port (0: off); "
+                          "default [metrics] port")
+    run.add_argument("--metrics-host", metavar="HOST", default=None,
+                     help="address of the metrics endpoint (default [metrics] host, 127.0.0.1; 0.0.0.0 in a pod)")
     run.set_defaults(func=cmd_run)
+
+    px = sub.add_parser("proxy", help="one subscription point for many publishers (shards): XSUB/XPUB forwarder")
+    px.add_argument("--frontend", required=True, metavar="ENDPOINT",
+                    help="where publishers connect (their [publish] connect = true), e.g. tcp://*:5556")
+    px.add_argument("--backend", required=True, metavar="ENDPOINT",
+                    help="where subscribers connect, e.g. tcp://*:5555")
+    px.add_argument("--sndhwm", type=int, default=10000, help="messages queued per subscriber before drops")
+    px.add_argument("--metrics-port", metavar="PORT", type=int, default=0,
+                    help="serve Prometheus /metrics and /healthz, /readyz on this port (default 0: off)")
+    px.add_argument("--metrics-host", metavar="HOST", default="127.0.0.1", help="address of the metrics endpoint")
+    px.add_argument("--curve-secret-key", metavar="FILE", type=Path, default=None,
+                    help="CurveZMQ: the proxy's certificate with its secret key (.key_secret); needs --curve-clients")
+    px.add_argument("--curve-clients", metavar="DIR", type=Path, default=None,
+                    help="CurveZMQ: folder of allowed clients' public certificates (*.key)")
+    px.set_defaults(func=cmd_proxy)
 
     s = sub.add_parser("subscribe", help="print a publisher's messages as JSON lines")
     s.add_argument("endpoint", help="e.g. tcp://127.0.0.1:5555")
@@ -63,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, default=None, help="stop after N messages")
     s.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop when no message arrives for this long")
+    s.add_argument("--curve-server-key", metavar="FILE", type=Path, default=None,
+                   help="CurveZMQ: the proxy's public certificate (.key); needs --curve-secret-key")
+    s.add_argument("--curve-secret-key", metavar="FILE", type=Path, default=None,
+                   help="CurveZMQ: this subscriber's certificate with its secret key (.key_secret)")
     s.set_defaults(func=cmd_subscribe)
 
     q = sub.add_parser("quantize", help="write INT8 (QDQ) and FP16 copies of the detector and measure them")
@@ -86,11 +116,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_pipeline(args.pipeline)
     if args.publish is not None:
         spec.publish.endpoint = args.publish
+    _apply_scale_out_options(spec, args)
     try:
         pipeline = Pipeline(spec)
     except (ConfigError, ModelError) as exc:  # a model or device that does not fit: say which file
         raise type(exc)(f"{args.pipeline}: {exc}") from None
-    _install_signal_handlers(pipeline)
+    metrics_server = None
+    if spec.metrics.port:
+        from vidinfer.metrics import serve_pipeline_metrics
+
+        metrics_server = serve_pipeline_metrics(pipeline, spec.metrics.host, spec.metrics.port)
+    held = threading.Event()  # the first Ctrl-C/SIGTERM also ends [metrics] hold_s
+    _install_signal_handlers(pipeline, on_stop=held.set)
     show_progress = sys.stderr.isatty() and not args.quiet
     stop_progress = _start_progress(pipeline) if show_progress else None
     try:
@@ -108,10 +145,73 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
     for sid in report.failed_streams:
         print(f"vidinfer: stream {sid} failed: {report.streams[sid].reason}", file=sys.stderr)
+    if metrics_server is not None:
+        held.wait(spec.metrics.hold_s)  # let the last scrape see the final counts of a file job
+        metrics_server.close()
     return report.exit_code
 
 
-def _install_signal_handlers(pipeline: Any) -> None:
+def _apply_scale_out_options(spec: Any, args: argparse.Namespace) -> None:
+    """--shard-index/--shard-count (then the environment, then [shard]) and --metrics-port/-host."""
+    from vidinfer.config import MetricsSpec, ShardSpec
+    from vidinfer.sharding import resolve_shard
+
+    file_shard = (spec.shard.index, spec.shard.count) if spec.shard is not None else None
+    shard = resolve_shard(file_shard, args.shard_index, args.shard_count)
+    spec.shard = ShardSpec(index=shard[0], count=shard[1]) if shard is not None else None
+    if args.metrics_port is not None or args.metrics_host is not None:
+        if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port {args.metrics_port} is not a port; give a number from 1 to 65535, "
+                              "or 0 to turn the endpoint off")
+        spec.metrics = MetricsSpec(port=spec.metrics.port if args.metrics_port is None else args.metrics_port,
+                                   host=args.metrics_host or spec.metrics.host, hold_s=spec.metrics.hold_s)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from vidinfer.publish.proxy import Proxy, load_curve_server, proxy_collector
+
+    curve = None
+    if (args.curve_secret_key is None) != (args.curve_clients is None):
+        raise ConfigError("CurveZMQ needs both --curve-secret-key (the proxy's .key_secret certificate) and "
+                          "--curve-clients (the folder of allowed client .key files); give both or neither")
+    if args.curve_secret_key is not None:
+        curve = load_curve_server(args.curve_secret_key, args.curve_clients)
+    proxy = Proxy(args.frontend, args.backend, sndhwm=args.sndhwm, curve=curve)
+    server = None
+    if args.metrics_port:
+        from prometheus_client import CollectorRegistry
+
+        from vidinfer.metrics import MetricsServer
+
+        registry = CollectorRegistry()
+        registry.register(proxy_collector(proxy))
+        try:
+            server = MetricsServer(registry, args.metrics_host, args.metrics_port, live=proxy.live, ready=proxy.ready)
+        except ConfigError:
+            proxy.close(linger=0)
+            raise
+    stopping = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stopping.is_set():
+            os._exit(EXIT_INTERRUPTED)
+        stopping.set()
+        proxy._stopped.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    print(f"vidinfer proxy: publishers connect to {proxy.frontend}, subscribers to {proxy.backend}"
+          + (" (CurveZMQ)" if curve else ""), file=sys.stderr, flush=True)
+    try:
+        proxy.run()
+    finally:
+        if server is not None:
+            server.close()
+    return EXIT_OK
+
+
+def _install_signal_handlers(pipeline: Any, on_stop: Any = None) -> None:
     """First SIGINT/SIGTERM: stop gracefully (flush, end every stream). Second: exit at once."""
     count = 0
 
@@ -122,6 +222,8 @@ def _install_signal_handlers(pipeline: Any) -> None:
             os._exit(EXIT_INTERRUPTED)
         print(f"vidinfer: {signal.Signals(signum).name}: stopping (again to exit at once)", file=sys.stderr)
         pipeline.stop()
+        if on_stop is not None:
+            on_stop()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)
@@ -244,7 +346,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from vidinfer.publish.subscriber import Subscriber
 
-    with Subscriber(args.endpoint, topics=args.topic) as sub:
+    curve = None
+    if (args.curve_server_key is None) != (args.curve_secret_key is None):
+        raise ConfigError("CurveZMQ needs both --curve-server-key (the proxy's .key) and --curve-secret-key "
+                          "(this subscriber's .key_secret); give both or neither")
+    if args.curve_server_key is not None:
+        from vidinfer.publish.proxy import load_curve_client
+
+        curve = load_curve_client(args.curve_server_key, args.curve_secret_key,
+                                  names=("--curve-server-key", "--curve-secret-key"))
+    with Subscriber(args.endpoint, topics=args.topic, curve=curve) as sub:
         try:
             for msg in sub.iter(timeout=args.timeout, count=args.count):
                 sys.stdout.write(json.dumps(msg.to_json()) + "\n")

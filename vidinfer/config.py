@@ -28,7 +28,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec", "PipelineSpec", "TrackerSpec",
-           "TextSpec", "BrandSpec", "BrandImpactSpec",
+           "TextSpec", "BrandSpec", "BrandImpactSpec", "ShardSpec", "MetricsSpec",
            "load_pipeline", "parse_pipeline", "is_live_url"]
 
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
@@ -125,6 +125,39 @@ class PublishSpec(_Spec):
     linger_ms: int = Field(default=1000, ge=0)
     wait_for_subscribers: int = Field(default=0, ge=0)
     wait_timeout_s: float = Field(default=10.0, ge=0)
+    # CurveZMQ to a `vidinfer proxy` started with --curve-secret-key: both or neither (connect = true).
+    curve_server_key: Optional[Path] = Field(default=None, description="the proxy's public certificate (.key)")
+    curve_secret_key: Optional[Path] = Field(default=None, description="this client's certificate (.key_secret)")
+
+    @model_validator(mode="after")
+    def _curve_pair(self) -> PublishSpec:
+        if (self.curve_server_key is None) != (self.curve_secret_key is None):
+            raise ValueError("give both curve_server_key (the proxy's .key) and curve_secret_key "
+                             "(this publisher's .key_secret) for CurveZMQ, or neither")
+        return self
+
+
+class ShardSpec(_Spec):
+    """This process's share of the streams: shard ``index`` of ``count`` (see vidinfer/sharding.py)."""
+
+    index: int = Field(ge=0, description="0 .. count-1")
+    count: int = Field(ge=1, description="how many processes share the stream list")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ShardSpec:
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} is out of range for {self.count} shards; "
+                             f"use an index from 0 to {self.count - 1}")
+        return self
+
+
+class MetricsSpec(_Spec):
+    """The Prometheus endpoint of `vidinfer run` (/metrics, /healthz, /readyz); port 0 = off."""
+
+    port: int = Field(default=0, ge=0, le=65535, description="0: no endpoint")
+    host: str = Field(default="127.0.0.1", min_length=1, description="0.0.0.0 in a container")
+    hold_s: float = Field(default=0.0, ge=0, le=86_400,
+                          description="keep answering this long after the run ends (last scrape of a file job)")
 
 
 class TrackerSpec(_Spec):
@@ -191,6 +224,8 @@ class PipelineSpec(_Spec):
     publish: PublishSpec = Field(default_factory=PublishSpec)
     tracker: Optional[TrackerSpec] = None
     brand_impact: Optional[BrandImpactSpec] = None
+    shard: Optional[ShardSpec] = None  # this process's share of the streams
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
     @field_validator("streams")
     @classmethod
@@ -275,13 +310,16 @@ def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
     for s in spec.streams:
         if "://" not in s.url and not Path(s.url).is_absolute():
             s.url = str(base / s.url)
+    for key in ("curve_server_key", "curve_secret_key"):
+        if getattr(spec.publish, key) is not None:
+            setattr(spec.publish, key, rel(getattr(spec.publish, key)) or getattr(spec.publish, key))
     if spec.brand_impact is not None and spec.brand_impact.report_dir is not None:
         spec.brand_impact.report_dir = rel(spec.brand_impact.report_dir) or spec.brand_impact.report_dir
     for m in [spec.detector, *spec.classifiers]:
         if not is_model_name(str(m.model)):  # registry names ("logos:detector") are not paths
             m.model = rel(m.model) or m.model
         if m.labels_file is not None:
-            m.labels_file = rel(m.labels_file)
+            m.labels_file = rel(m.labels_file) or m.labels_file
 
 
 def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:

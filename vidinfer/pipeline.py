@@ -34,6 +34,7 @@ from vidinfer.models.yolo import YoloAdapter
 from vidinfer.preprocess.letterbox import fill_batch_slot
 from vidinfer.publish.publisher import Publisher
 from vidinfer.publish.wire import Kind, detections_body
+from vidinfer.sharding import apply_shard
 from vidinfer.sources.pyav import PyAVSource
 from vidinfer.tracking import TrackerStage
 
@@ -110,6 +111,9 @@ class Pipeline:
 
     def __init__(self, spec: PipelineSpec | str | Path, on_result: ResultCallback | None = None):
         self.spec = spec if isinstance(spec, PipelineSpec) else load_pipeline(spec)
+        self.spec = apply_shard(self.spec)  # [shard]: only this process's share of the streams
+        self.metrics: Any = None  # vidinfer.metrics.PipelineMetrics when attached (histogram hooks)
+        self.running = False  # publisher up and sources started: what /readyz waits for
         self.on_result = on_result
         self.device, self.device_reason = select_device(self.spec.device)
         self._stop = threading.Event()
@@ -204,7 +208,13 @@ class Pipeline:
         started = time.monotonic()
         pub = self.spec.publish
         if pub.endpoint:
-            self.publisher = Publisher(pub.endpoint, pub.publisher_id, pub.sndhwm, pub.linger_ms, pub.connect)
+            curve = None
+            if pub.curve_server_key is not None and pub.curve_secret_key is not None:
+                from vidinfer.publish.proxy import load_curve_client
+
+                curve = load_curve_client(pub.curve_server_key, pub.curve_secret_key)
+            self.publisher = Publisher(pub.endpoint, pub.publisher_id, pub.sndhwm, pub.linger_ms, pub.connect,
+                                       curve=curve)
             for s in self.spec.streams:
                 self._publish_metadata(s.id, {})
             if pub.wait_for_subscribers:
@@ -216,6 +226,10 @@ class Pipeline:
         try:
             for src in self.sources:
                 src.start()
+            self.running = True
+            if not self.sources:  # a shard whose share is empty idles until stopped (a pod must not exit)
+                log.warning("this shard has no streams; idling until stopped")
+                self._stop.wait()
             self._loop()
             for src in self.sources:
                 src.join(SOURCE_JOIN_TIMEOUT_S)
@@ -242,14 +256,20 @@ class Pipeline:
         frames = batch.frames
         if frames:
             n = len(frames)
+            if self.metrics is not None:
+                self.metrics.batch_started()
+            t0 = time.perf_counter()
             for i, f in enumerate(frames):
                 fill_batch_slot(self._batch, i, f.image, f.letterbox)
             outputs = self.detector.run(self._batch[: self.detector.input.padded_size(n)])
             detections = self.adapter.decode(outputs, [f.letterbox for f in frames])
             for stage in self.stages:
                 detections = stage(frames, detections)
+            inference_s = time.perf_counter() - t0
             for f, d in zip(frames, detections):
                 self._publish_result(f, d)
+            if self.metrics is not None:
+                self.metrics.batch_done(frames, inference_s)
             self.report.batches += 1
             self.report.frames += n
         for ev in batch.events_after:

@@ -38,10 +38,12 @@ class Publisher:
         sndhwm: messages queued per subscriber before drops start.
         linger_ms: how long close() waits for queued messages to go out.
         connect: connect to the endpoint (e.g. a proxy's XSUB side) instead of binding it.
+        curve: CurveZMQ client keys (own public, own secret, server public) for a proxy that requires them.
     """
 
     def __init__(self, endpoint: str, publisher_id: str | None = None, sndhwm: int = 10000,
-                 linger_ms: int = 1000, connect: bool = False, context: zmq.Context | None = None):
+                 linger_ms: int = 1000, connect: bool = False, context: zmq.Context | None = None,
+                 curve: tuple[bytes, bytes, bytes] | None = None):
         self.endpoint = endpoint
         self.publisher_id = publisher_id or f"{socket.gethostname()}-{os.getpid()}"
         # The restart epoch: a new value on every start, so subscribers tell restart from loss.
@@ -57,6 +59,8 @@ class Publisher:
         self._sock.setsockopt(zmq.LINGER, linger_ms)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not just the first per prefix
+        if curve is not None:  # a CurveZMQ client of a proxy: (own public, own secret, server public)
+            self._sock.curve_publickey, self._sock.curve_secretkey, self._sock.curve_serverkey = curve
         try:
             if connect:
                 self._sock.connect(endpoint)

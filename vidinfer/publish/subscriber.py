@@ -82,12 +82,16 @@ class Subscriber:
         topics: topic prefixes to subscribe to (``det.``, ``det.cam-1.``, ``status.`` ...);
             everything when empty.
         rcvhwm: messages buffered before the subscriber itself starts to lose them.
+        curve: CurveZMQ client keys (own public, own secret, server public), e.g. from
+            ``vidinfer.publish.proxy.load_curve_client``, for a proxy that requires them.
     """
 
     def __init__(self, endpoints: str | Sequence[str], topics: Sequence[str] = (), rcvhwm: int = 100000,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, curve: tuple[bytes, bytes, bytes] | None = None):
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
+        if curve is not None:  # a CurveZMQ client of a proxy: (own public, own secret, server public)
+            self._sock.curve_publickey, self._sock.curve_secretkey, self._sock.curve_serverkey = curve
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self._sock.setsockopt(zmq.LINGER, 0)
         for t in topics or [""]:

@@ -1,0 +1,113 @@
+"""The Prometheus endpoint and the probes of a running pipeline, scraped over real HTTP."""
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+import vidinfer as vi
+from vidinfer.config import ShardSpec
+from vidinfer.errors import ConfigError
+from vidinfer.metrics import MetricsServer, PipelineMetrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(streams, **kw):
+    return vi.PipelineSpec(
+        name="metrics-test", max_batch_size=4, max_delay_ms=5,
+        streams=[vi.StreamSpec(id=sid, url=str(ROOT / f"sample_streams/shapes_{c}.mp4"), **opts)
+                 for sid, c, opts in streams],
+        detector=vi.DetectorSpec(model=ROOT / "models/shapes/detector.onnx",
+                                 labels_file=ROOT / "models/shapes/labels.txt", conf_threshold=0.5),
+        publish=vi.PublishSpec(endpoint=""), **kw)
+
+
+def _get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _samples(text):
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_what_the_pipeline_did_and_probes_follow_its_state():
+    pipeline = vi.Pipeline(_spec([("cam-a", "a", {}), ("cam-c", "c", {"sample_fps": 5})]))
+    metrics = PipelineMetrics(pipeline)
+    server = MetricsServer(metrics.registry, "127.0.0.1", 0, live=metrics.live, ready=metrics.ready)
+    try:
+        assert _get(server.port, "/healthz") == (200, "ok\n")
+        assert _get(server.port, "/readyz") == (503, "the pipeline has not started publishing yet\n")
+        report = pipeline.run()
+        assert _get(server.port, "/readyz") == (200, "ok\n")
+        status, text = _get(server.port, "/metrics")
+        assert _get(server.port, "/nope")[0] == 404
+    finally:
+        server.close()
+    assert status == 200
+    m = _samples(text)
+    a, c = (("stream", "cam-a"),), (("stream", "cam-c"),)
+    assert m[("vidinfer_frames_decoded_total", a)] == 100
+    assert m[("vidinfer_frames_analysed_total", a)] == 100
+    # sample_fps = 5 on a 25 fps clip: one frame in five is analysed, the other 80 are "not sampled".
+    assert m[("vidinfer_frames_analysed_total", c)] == report.streams["cam-c"].frames_analysed == 20
+    assert m[("vidinfer_frames_dropped_total", (("reason", "not_sampled"), ("stream", "cam-c")))] == 80
+    assert m[("vidinfer_frames_dropped_total", (("reason", "queue_full"), ("stream", "cam-a")))] == 0
+    assert m[("vidinfer_stream_up", a)] == 0  # the file ended
+    assert m[("vidinfer_batch_size_frames_count", ())] == report.batches
+    assert m[("vidinfer_batch_size_frames_sum", ())] == 120
+    assert m[("vidinfer_inference_duration_seconds_count", ())] == report.batches
+    assert m[("vidinfer_frame_latency_seconds_count", ())] == 120
+    assert m[("vidinfer_streams", ())] == 2
+    # Naming rules: the prefix, counters end in _total, and no label but the stream (and a drop reason).
+    for fam in text_string_to_metric_families(text):
+        assert fam.name.startswith("vidinfer_"), fam.name
+        for s in fam.samples:
+            assert set(s.labels) <= {"stream", "reason", "le"}, (s.name, s.labels)
+            if fam.type == "counter":
+                assert s.name.endswith(("_total", "_created")), s.name
+
+
+def test_a_metrics_port_in_use_is_refused_with_the_fix():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError) as err:
+            MetricsServer(CollectorRegistry(), "127.0.0.1", port)
+    assert str(err.value) == (f"cannot serve metrics on 127.0.0.1:{port} (Address already in use); choose a free "
+                              "port with --metrics-port or [metrics] port, or 0 to turn the endpoint off")
+
+
+def test_a_shard_with_no_streams_idles_ready_until_stopped():
+    # cam-a goes to shard 2 of 3 (see test_sharding): shard 1 of 3 has nothing to do.
+    pipeline = vi.Pipeline(_spec([("cam-a", "a", {})], shard=ShardSpec(index=1, count=3)))
+    assert pipeline.spec.streams == []
+    metrics = PipelineMetrics(pipeline)
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("report", pipeline.run()))
+    runner.start()
+    try:
+        for _ in range(100):
+            if pipeline.running:
+                break
+            runner.join(0.05)
+        assert metrics.ready() == (True, "ok")
+        assert runner.is_alive()  # a pod must not exit (and be restarted) for having no streams
+    finally:
+        pipeline.stop(interrupted=False)
+        runner.join(10)
+    assert not runner.is_alive() and result["report"].exit_code == 0

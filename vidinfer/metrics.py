@@ -1,0 +1,200 @@
+"""Prometheus metrics and health probes of a vidinfer process.
+
+One HTTP endpoint per process (``vidinfer run --metrics-port 9100`` or ``[metrics] port``):
+
+* ``/metrics``: Prometheus text format (prometheus-client);
+* ``/healthz``: liveness; 200 unless a batch has been inside the models for longer than
+  `STALL_S` (a hung engine), then 503;
+* ``/readyz``: readiness; 200 once the models are loaded, the publisher is up and the first
+  stream has connected (a shard with no streams is ready once it runs), else 503.
+
+Naming follows Prometheus' rules: ``vidinfer_`` prefix, base units (seconds), ``_total`` on
+counters, and the only label is the stream id (plus a drop ``reason``): no per-object labels.
+
+Cost on the hot path: counters are not incremented per frame at all. The pipeline already keeps
+them (decoder, queue, report and publisher counters); a custom collector reads them at scrape
+time. Only the histograms are fed by the pipeline thread: once per batch (size, inference time)
+and once per frame (end-to-end latency); never per box.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Sequence
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from vidinfer.errors import ConfigError
+from vidinfer.frame import StreamState
+
+__all__ = ["PipelineMetrics", "MetricsServer", "serve_pipeline_metrics", "STALL_S"]
+
+log = logging.getLogger(__name__)
+
+STALL_S = 120.0  # /healthz fails when one batch has been in the models this long
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_UP_STATES = (StreamState.CONNECTED, StreamState.DEGRADED)
+
+
+def _batch_buckets(max_batch_size: int) -> tuple[float, ...]:
+    sizes = {1, max_batch_size}
+    b = 2
+    while b < max_batch_size:
+        sizes.add(b)
+        b *= 2
+    return tuple(float(s) for s in sorted(sizes))
+
+
+class _PipelineCollector(Collector):
+    """Reads the pipeline's own counters when Prometheus scrapes: nothing to do per frame."""
+
+    def __init__(self, pipeline: Any):
+        self.pipeline = pipeline
+
+    def collect(self) -> Iterable[Any]:
+        p = self.pipeline
+        decoded = CounterMetricFamily("vidinfer_frames_decoded", "Frames out of the decoder.", labels=["stream"])
+        analysed = CounterMetricFamily("vidinfer_frames_analysed",
+                                       "Frames that went through the models and were published.", labels=["stream"])
+        dropped = CounterMetricFamily(
+            "vidinfer_frames_dropped", "Decoded frames not analysed: reason=queue_full (a live stream's queue was "
+            "full: the pipeline is behind), reason=not_sampled (skipped by sample_fps).", labels=["stream", "reason"])
+        errors = CounterMetricFamily("vidinfer_decode_errors", "Damaged packets the decoder skipped.",
+                                     labels=["stream"])
+        reconnects = CounterMetricFamily("vidinfer_stream_reconnects", "Reconnection attempts.", labels=["stream"])
+        up = GaugeMetricFamily("vidinfer_stream_up", "1 while the stream is connected (or degraded), else 0.",
+                               labels=["stream"])
+        depth = GaugeMetricFamily("vidinfer_queue_depth", "Frames waiting in the stream's queue for the batcher.",
+                                  labels=["stream"])
+        capacity = GaugeMetricFamily("vidinfer_queue_capacity", "Size of the stream's queue in frames.",
+                                     labels=["stream"])
+        for src in p.sources:
+            sid = src.spec.id
+            st = src.stats
+            decoded.add_metric([sid], st.decoded)
+            analysed.add_metric([sid], p.report.streams[sid].frames_analysed)
+            dropped.add_metric([sid, "queue_full"], src.queue.dropped)
+            if not src.spec.keyframes_only:  # keyframes_only decodes only what it keeps
+                dropped.add_metric([sid, "not_sampled"], max(0, st.decoded - st.queued))
+            errors.add_metric([sid], st.decode_errors)
+            reconnects.add_metric([sid], st.reconnects)
+            up.add_metric([sid], 1.0 if st.state in _UP_STATES else 0.0)
+            depth.add_metric([sid], src.queue.depth)
+            capacity.add_metric([sid], src.queue.capacity)
+        yield from (decoded, analysed, dropped, errors, reconnects, up, depth, capacity)
+
+        pub = p.publisher
+        sent = pub.sent if pub is not None else p.report.messages_sent
+        refused = pub.dropped if pub is not None else p.report.messages_dropped
+        yield CounterMetricFamily("vidinfer_messages_published", "Messages handed to ZeroMQ.", value=sent)
+        yield CounterMetricFamily("vidinfer_messages_dropped",
+                                  "Messages refused at a subscriber's high-water mark (sndhwm).", value=refused)
+        yield GaugeMetricFamily("vidinfer_streams", "Streams this process analyses (its shard's share).",
+                                value=len(p.sources))
+        shard = p.spec.shard
+        yield GaugeMetricFamily("vidinfer_shard_index", "This process's shard index (0 when not sharded).",
+                                value=shard.index if shard is not None else 0)
+        yield GaugeMetricFamily("vidinfer_shard_count", "How many shards share the stream list (1 when not sharded).",
+                                value=shard.count if shard is not None else 1)
+
+
+class PipelineMetrics:
+    """The metrics of one `Pipeline`, in their own registry (several pipelines may share a process)."""
+
+    def __init__(self, pipeline: Any, registry: CollectorRegistry | None = None):
+        self.pipeline = pipeline
+        self.registry = registry or CollectorRegistry()
+        self.registry.register(_PipelineCollector(pipeline))
+        self.batch_size = Histogram("vidinfer_batch_size_frames", "Frames per detector run.",
+                                    buckets=_batch_buckets(pipeline.spec.max_batch_size), registry=self.registry)
+        self.inference = Histogram("vidinfer_inference_duration_seconds",
+                                   "Time of one batch through the detector and every secondary stage.",
+                                   buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.latency = Histogram("vidinfer_frame_latency_seconds",
+                                 "End-to-end latency of a frame: decoded to its result published.",
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._busy_since: float | None = None
+        pipeline.metrics = self
+
+    # -- called by the pipeline thread --
+    def batch_started(self) -> None:
+        self._busy_since = time.monotonic()
+
+    def batch_done(self, frames: Sequence[Any], inference_s: float) -> None:
+        self._busy_since = None
+        self.batch_size.observe(len(frames))
+        self.inference.observe(inference_s)
+        now = time.monotonic()
+        for f in frames:
+            self.latency.observe(now - f.decoded_at)
+
+    # -- probes --
+    def live(self) -> tuple[bool, str]:
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > STALL_S:
+            return False, f"a batch has been in the models for {time.monotonic() - busy:.0f} s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        p = self.pipeline
+        if not getattr(p, "running", False):
+            return False, "the pipeline has not started publishing yet"
+        if p.sources and not any(s.stats.decoded > 0 or s.stats.state in _UP_STATES for s in p.sources):
+            return False, "no stream has connected yet"
+        return True, "ok"
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port, served from a daemon thread."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int,
+                 live: Callable[[], tuple[bool, str]] | None = None,
+                 ready: Callable[[], tuple[bool, str]] | None = None, flag: str = "--metrics-port"):
+        always = (lambda: (True, "ok"))
+        probes = {"/healthz": live or always, "/readyz": ready or always}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+                elif path in probes:
+                    ok, why = probes[path]()
+                    body, ctype, code = (why + "\n").encode(), "text/plain; charset=utf-8", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found: try /metrics, /healthz or /readyz\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("metrics: " + format, *args)
+
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); choose a free port "
+                              f"with {flag} or [metrics] port, or 0 to turn the endpoint off") from None
+        self._server.daemon_threads = True
+        self.host, self.port = host, self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics (probes /healthz, /readyz)", host, self.port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def serve_pipeline_metrics(pipeline: Any, host: str = "127.0.0.1", port: int = 9100) -> MetricsServer:
+    """Attach metrics to ``pipeline`` and serve them; ``vidinfer run`` calls this for ``[metrics] port``."""
+    m = PipelineMetrics(pipeline)
+    return MetricsServer(m.registry, host, port, live=m.live, ready=m.ready)
