@@ -1,0 +1,307 @@
+"""Generated training / evaluation images for the brand logo detector.
+
+Every image is a square RGB uint8 picture (default 320 x 320) with 1-6 logo
+marks of the brands in :mod:`vidinfer.testing.brands`, each placed with
+
+* scale: side 12-110 px (log-uniform), i.e. 4-35 % of the image;
+* perspective: the mark's corners jittered by up to 18 % of its side, plus a
+  small rotation (+-12 degrees);
+* blur (Gaussian, sigma 0-1.4 px) and a resample through a smaller size;
+* partial occlusion (about a third of the marks): a rectangle, ellipse or
+  player-like shape covering up to ~40 % of the mark;
+* lighting: brightness 0.55-1.35, contrast, a colour tint, sensor noise;
+
+on varied backgrounds: mowed-pitch green with stripes, crowd-like coloured
+noise, flat board colours with brand *name plates* (lettering, unlabelled:
+the detector must not fire on text), gradients, and mixtures split by a
+horizontal line (stands / boards / pitch), with unlabelled distractor shapes
+(discs, bars, triangles in random colours).
+
+Labels are the tight box of the mark's *visible* pixels (alpha >= 0.5 after
+warping and occlusion) in continuous pixel coordinates ``[x1, y1, x2, y2]``
+and the brand's class id (index in :data:`BRAND_NAMES`).  Everything is drawn
+from a ``numpy.random.Generator``: a dataset is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from vidinfer.testing.brands import (
+    BOARD_COLORS,
+    BRAND_NAMES,
+    render_logo,
+    render_name_plate,
+)
+
+__all__ = ["make_sample", "make_dataset", "LOGO_SIZE_RANGE", "TRAIN_SEED", "HELDOUT_SEED"]
+
+LOGO_SIZE_RANGE = (12.0, 110.0)
+TRAIN_SEED = 1234
+HELDOUT_SEED = 98765
+_MASTER = 160  # size of the master logo render that gets warped
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1]: a coarse random grid upsampled bilinearly."""
+    gh, gw = max(2, h // cell + 2), max(2, w // cell + 2)
+    g = rng.random((gh, gw)).astype(np.float32)
+    img = Image.fromarray(g, "F").resize((w, h), Image.BILINEAR)
+    return np.asarray(img)
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    kind = rng.choice(["pitch", "crowd", "board", "gradient", "split", "split"])
+    if kind == "split":
+        out = np.empty((h, w, 3), np.float32)
+        y = int(rng.integers(h // 5, 4 * h // 5))
+        top, bottom = rng.choice(["crowd", "board", "gradient", "pitch"], 2)
+        out[:y] = _plain_bg(rng, y, w, str(top))
+        out[y:] = _plain_bg(rng, h - y, w, str(bottom))
+        return out
+    return _plain_bg(rng, h, w, str(kind))
+
+
+def _plain_bg(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "pitch":
+        base = np.array([40, 120, 45], np.float32) * rng.uniform(0.7, 1.25)
+        ang = rng.uniform(-0.6, 0.6)
+        period = rng.uniform(20, 120)
+        u = xx * math.cos(ang) + yy * math.sin(ang)
+        stripe = (np.floor(u / period) % 2)[..., None] * rng.uniform(0.06, 0.16)
+        img = base * (1 + stripe) * (0.92 + 0.16 * _smooth_noise(rng, h, w, 40))[..., None]
+    elif kind == "crowd":
+        cell = int(rng.integers(2, 7))
+        cols = rng.uniform(20, 220, size=(h // cell + 2, w // cell + 2, 3)).astype(np.float32)
+        img = np.asarray(Image.fromarray(cols.astype(np.uint8)).resize((w, h), Image.NEAREST), np.float32)
+        img = img * rng.uniform(0.4, 0.9) + rng.uniform(0, 60)
+        if rng.random() < 0.5:
+            img = np.asarray(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(
+                ImageFilter.GaussianBlur(rng.uniform(0.5, 2.0))), np.float32)
+    elif kind == "board":
+        col = np.array(BOARD_COLORS[BRAND_NAMES[rng.integers(len(BRAND_NAMES))]], np.float32)
+        if rng.random() < 0.4:
+            col = rng.uniform(0, 255, 3).astype(np.float32)
+        img = np.broadcast_to(col, (h, w, 3)).copy()
+    else:  # gradient
+        c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
+        ang = rng.uniform(0, 2 * math.pi)
+        t = (xx * math.cos(ang) + yy * math.sin(ang))
+        t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+        img = c0 + (c1 - c0) * t[..., None]
+    return img.astype(np.float32)
+
+
+def _paste(canvas: np.ndarray, rgba: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Alpha-blend an RGBA float patch at integer (x, y); returns the alpha placed (canvas-sized window)."""
+    h, w = canvas.shape[:2]
+    ph, pw = rgba.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + pw), min(h, y + ph)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.float32)
+    p = rgba[y0 - y: y1 - y, x0 - x: x1 - x]
+    a = p[..., 3:4] / 255.0
+    canvas[y0:y1, x0:x1] = canvas[y0:y1, x0:x1] * (1 - a) + p[..., :3] * a
+    return a[..., 0]
+
+
+def _distractor(rng: np.random.Generator, size: int) -> Image.Image:
+    s = max(8, size)
+    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    col = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
+    k = rng.integers(5)
+    if k == 0:
+        d.ellipse([0, 0, s - 1, s - 1], fill=col)
+    elif k == 1:
+        d.rectangle([0, s // 3, s - 1, 2 * s // 3], fill=col)
+    elif k == 2:
+        d.polygon([(0, s - 1), (s // 2, 0), (s - 1, s - 1)], fill=col)
+    elif k == 3:
+        d.ellipse([0, 0, s - 1, s - 1], fill=col)
+        d.ellipse([s // 4, s // 4, 3 * s // 4, 3 * s // 4], fill=(0, 0, 0, 0))
+    else:
+        for i in range(0, s, max(2, s // 5)):
+            d.rectangle([i, 0, i + max(1, s // 10), s - 1], fill=col)
+    return img
+
+
+def _occluder(rng: np.random.Generator, w: int, h: int) -> Image.Image:
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    col = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
+    k = rng.integers(3)
+    if k == 0:
+        d.rectangle([0, 0, w - 1, h - 1], fill=col)
+    elif k == 1:
+        d.ellipse([0, 0, w - 1, h - 1], fill=col)
+    else:  # player-like: body + head
+        d.rounded_rectangle([0, h // 4, w - 1, h - 1], radius=max(1, w // 4), fill=col)
+        hw = max(2, w // 2)
+        d.ellipse([(w - hw) // 2, 0, (w + hw) // 2, h // 4 + hw // 3], fill=(225, 180, 150, 255))
+    return img
+
+
+def _carrier(rng: np.random.Generator, w: int, h: int, top: int) -> Image.Image:
+    """What a mark is printed on: a shirt with head and shorts, or a board panel (``w`` x ``h``)."""
+    img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    col = tuple(int(v) for v in rng.integers(0, 256, 3)) + (255,)
+    if rng.random() < 0.7:
+        d.rounded_rectangle([0, max(0, top // 3), w - 1, h - 1], radius=max(1, w // 6), fill=col)
+        if rng.random() < 0.7:
+            hw = max(2, w // 3)
+            d.ellipse([(w - hw) // 2, 0, (w + hw) // 2, max(2, top // 3 + 2)],
+                      fill=(int(rng.integers(90, 240)), int(rng.integers(60, 200)), int(rng.integers(40, 170)), 255))
+    else:
+        d.rectangle([0, 0, w - 1, h - 1], fill=col)
+    return img
+
+
+def _warp_logo(rng: np.random.Generator, brand: str, side: float) -> np.ndarray:
+    """The mark warped with a random perspective + rotation into an RGBA float patch ~``side`` px."""
+    master = render_logo(brand, _MASTER)
+    aspect = math.exp(rng.uniform(-0.25, 0.25))
+    sw, sh = side * math.sqrt(aspect), side / math.sqrt(aspect)
+    rot = math.radians(rng.uniform(-12, 12))
+    jit = 0.18 * side
+    corners = np.array([[-sw / 2, -sh / 2], [sw / 2, -sh / 2], [sw / 2, sh / 2], [-sw / 2, sh / 2]])
+    c, s = math.cos(rot), math.sin(rot)
+    corners = corners @ np.array([[c, s], [-s, c]]) + rng.uniform(-jit, jit, (4, 2)) * (rng.random() < 0.7)
+    corners -= corners.min(axis=0)
+    out_w, out_h = int(math.ceil(corners[:, 0].max())) + 2, int(math.ceil(corners[:, 1].max())) + 2
+    corners += 1
+    # Perspective coefficients mapping output -> master pixel coordinates.
+    src = np.array([[0, 0], [_MASTER, 0], [_MASTER, _MASTER], [0, _MASTER]], np.float64)
+    A, b = [], []
+    for (x, y), (u, v) in zip(corners, src):
+        A.append([x, y, 1, 0, 0, 0, -u * x, -u * y]); b.append(u)
+        A.append([0, 0, 0, x, y, 1, -v * x, -v * y]); b.append(v)
+    coeffs = np.linalg.solve(np.array(A), np.array(b))
+    # Premultiplied alpha so the warp does not leak black into edges.
+    arr = np.asarray(master, np.float32)
+    arr[..., :3] *= arr[..., 3:4] / 255.0
+    pre = Image.fromarray(np.rint(arr).astype(np.uint8), "RGBA")
+    # Warp at 2x then downscale for anti-aliasing.
+    ss = 2
+    coeffs2 = coeffs.copy()
+    coeffs2[[0, 1, 3, 4, 6, 7]] /= ss  # output coords are scaled by ss
+    coeffs2[[6, 7]] = coeffs[[6, 7]] / ss
+    big = pre.transform((out_w * ss, out_h * ss), Image.PERSPECTIVE, tuple(coeffs2), Image.BILINEAR)
+    small = big.resize((out_w, out_h), Image.BOX)
+    if rng.random() < 0.6:
+        small = small.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.4)))
+    p = np.asarray(small, np.float32)
+    a = p[..., 3:4]
+    p[..., :3] = np.where(a > 0, p[..., :3] * 255.0 / np.maximum(a, 1e-3), 0)
+    return p
+
+
+def make_sample(rng: np.random.Generator, size: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image ``(size, size, 3)`` uint8 with its boxes ``(n, 4)`` float32 and classes ``(n,)`` int64."""
+    canvas = _background(rng, size, size)
+    # Unlabelled distractors: name plates (text) and plain shapes.
+    for _ in range(int(rng.integers(0, 4))):
+        if rng.random() < 0.5:
+            plate, _ = render_name_plate(BRAND_NAMES[rng.integers(len(BRAND_NAMES))],
+                                         int(rng.integers(8, 36)), board=rng.random() < 0.6)
+            _paste(canvas, np.asarray(plate, np.float32), int(rng.integers(-20, size - 20)),
+                   int(rng.integers(-10, size - 10)))
+        else:
+            d = _distractor(rng, int(rng.integers(10, 80)))
+            _paste(canvas, np.asarray(d, np.float32), int(rng.integers(-10, size - 10)),
+                   int(rng.integers(-10, size - 10)))
+    boxes: list[list[float]] = []
+    classes: list[int] = []
+    placed: list[tuple[int, int, int, int]] = []
+    n = int(rng.integers(1, 7))
+    lo, hi = LOGO_SIZE_RANGE
+    for _ in range(n * 4):
+        if len(boxes) >= n:
+            break
+        side = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        cls = int(rng.integers(len(BRAND_NAMES)))
+        patch = _warp_logo(rng, BRAND_NAMES[cls], side)
+        ph, pw = patch.shape[:2]
+        if pw >= size - 2 or ph >= size - 2:
+            continue
+        x, y = int(rng.integers(0, size - pw)), int(rng.integers(0, size - ph))
+        carrier = rng.random() < 0.4
+        mx0 = int(pw * (rng.uniform(0.3, 0.9) if carrier else 0))
+        my0 = int(ph * (rng.uniform(0.6, 1.2) if carrier else 0))
+        my1 = int(ph * (rng.uniform(0.5, 1.5) if carrier else 0))
+        if any(x - mx0 < bx1 + 2 and bx0 < x + pw + mx0 + 2 and y - my0 < by1 + 2 and by0 < y + ph + my1 + 2
+               for bx0, by0, bx1, by1 in placed):
+            continue
+        if carrier:  # the mark sits on a shirt (player-like figure) or a board panel
+            _paste(canvas, np.asarray(_carrier(rng, pw + 2 * mx0, ph + my0 + my1, my0), np.float32),
+                   x - mx0, y - my0)
+        # Lighting applied to the mark only (the background has its own).
+        patch[..., :3] = patch[..., :3] * rng.uniform(0.75, 1.2) + rng.uniform(-20, 20, 3)
+        vis = np.zeros((ph, pw), np.float32)
+        sub = canvas[y:y + ph, x:x + pw]
+        a = patch[..., 3:4] / 255.0
+        sub[:] = sub * (1 - a) + patch[..., :3] * a
+        vis[:] = a[..., 0]
+        if rng.random() < 0.35:  # partial occlusion from one side
+            frac = rng.uniform(0.1, 0.4)
+            side_k = rng.integers(4)
+            if side_k < 2:
+                ow, oh = max(2, int(pw * frac)), int(ph * rng.uniform(1.0, 1.5))
+                ox = x - ow // 3 if side_k == 0 else x + pw - ow + ow // 3
+                oy = y + int(rng.integers(-ph // 4 - 1, ph // 4 + 1))
+            else:
+                ow, oh = int(pw * rng.uniform(1.0, 1.5)), max(2, int(ph * frac))
+                ox = x + int(rng.integers(-pw // 4 - 1, pw // 4 + 1))
+                oy = y - oh // 3 if side_k == 2 else y + ph - oh + oh // 3
+            occ = np.asarray(_occluder(rng, ow, oh), np.float32)
+            full = np.zeros((size, size), np.float32)
+            oa = _paste(canvas, occ, ox, oy)
+            if oa.size:
+                full[max(0, oy):max(0, oy) + oa.shape[0], max(0, ox):max(0, ox) + oa.shape[1]] = oa
+            vis *= 1 - full[y:y + ph, x:x + pw]
+        m = vis >= 0.5
+        if m.sum() < 0.5 * (patch[..., 3] >= 127.5).sum() or not m.any():
+            # too occluded to label: leave it unlabelled would be ambiguous; paint it over instead
+            canvas[y:y + ph, x:x + pw] = canvas[y:y + ph, x:x + pw] * 0 + np.asarray(
+                rng.uniform(0, 255, 3), np.float32)
+            placed.append((x, y, x + pw, y + ph))
+            continue
+        ys, xs = np.nonzero(m)
+        boxes.append([x + float(xs.min()), y + float(ys.min()), x + float(xs.max()) + 1, y + float(ys.max()) + 1])
+        classes.append(cls)
+        placed.append((x - mx0, y - my0, x + pw + mx0, y + ph + my1))
+    # Global lighting, blur, noise.
+    canvas = canvas * rng.uniform(0.55, 1.35) + rng.uniform(-25, 25)
+    mean = canvas.mean()
+    canvas = (canvas - mean) * rng.uniform(0.75, 1.2) + mean
+    canvas *= rng.uniform(0.88, 1.12, 3).astype(np.float32)
+    img = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8))
+    r = rng.random()
+    if r < 0.25:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    elif r < 0.5:  # resample through a smaller size (like a letterbox downscale)
+        f = rng.uniform(0.5, 0.85)
+        img = img.resize((int(size * f), int(size * f)), Image.BILINEAR).resize((size, size), Image.BILINEAR)
+    out = np.asarray(img, np.float32)
+    if rng.random() < 0.6:
+        out = out + rng.normal(0, rng.uniform(1, 6), out.shape).astype(np.float32)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64)
+
+
+def make_dataset(n: int, seed: int, size: int = 320) -> dict[str, Any]:
+    """``n`` samples from one seed: ``{"images": (n, size, size, 3) uint8, "boxes": [...], "classes": [...]}``."""
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, size, size, 3), np.uint8)
+    boxes, classes = [], []
+    for i in range(n):
+        images[i], b, c = make_sample(rng, size)
+        boxes.append(b)
+        classes.append(c)
+    return {"images": images, "boxes": boxes, "classes": classes}
