@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from vidinfer.models.yolo import YoloAdapter  # noqa: E402
 from vidinfer.preprocess.letterbox import Letterbox, fill_batch_slot  # noqa: E402
+from vidinfer.evaluation import iou_matrix, mean_ap, recall_precision, voc_ap  # noqa: F401
 
 DEFAULT_MODEL = ROOT / "models" / "logos" / "detector.onnx"
 
@@ -78,101 +79,6 @@ def detect(sess, adapter: YoloAdapter, input_hw: tuple[int, int], images: Sequen
         out = sess.run(None, {name: x})
         results.extend(adapter.decode({adapter.output: out[0]}, boxes))
     return results
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0]); iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2]); iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]); ab = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(aa[:, None] + ab[None, :] - inter, 1e-9)
-
-
-def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """All-point interpolated AP (VOC 2010+)."""
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    idx = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
-
-
-def mean_ap(dets: Iterable[Any], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
-            num_classes: int, iou_thr: float = 0.5,
-            ignore_boxes: Sequence[np.ndarray] | None = None) -> tuple[float, list[float]]:
-    """VOC mAP over images. ``dets``: per image objects with ``boxes``/``xyxy``, ``scores``, ``class_ids``."""
-    per_class: list[list[tuple[float, int]]] = [[] for _ in range(num_classes)]
-    n_gt = np.zeros(num_classes, int)
-    for k, d in enumerate(dets):
-        db, ds, dc = _unpack(d)
-        gb, gc = np.asarray(gt_boxes[k]).reshape(-1, 4), np.asarray(gt_classes[k]).reshape(-1)
-        ign = np.asarray(ignore_boxes[k]).reshape(-1, 4) if ignore_boxes is not None else np.zeros((0, 4))
-        for c in range(num_classes):
-            g = gb[gc == c]
-            n_gt[c] += len(g)
-            sel = np.flatnonzero(dc == c)
-            sel = sel[np.argsort(-ds[sel], kind="stable")]
-            used = np.zeros(len(g), bool)
-            ious = iou_matrix(db[sel], g)
-            ig = iou_matrix(db[sel], ign).max(axis=1) if len(ign) else np.zeros(len(sel))
-            for j, di in enumerate(sel):
-                ok = False
-                if len(g):
-                    cand = np.where(used, -1.0, ious[j])
-                    best = int(np.argmax(cand))
-                    if cand[best] >= iou_thr:
-                        used[best] = True
-                        ok = True
-                if not ok and ig[j] >= iou_thr:
-                    continue  # matches a partly visible (ignored) instance
-                per_class[c].append((float(ds[di]), int(ok)))
-    aps = []
-    for c in range(num_classes):
-        if n_gt[c] == 0:
-            aps.append(float("nan"))
-            continue
-        rows = sorted(per_class[c], key=lambda r: -r[0])
-        tp = np.array([r[1] for r in rows], float)
-        ctp, cfp = np.cumsum(tp), np.cumsum(1 - tp)
-        rec = ctp / n_gt[c] if len(tp) else np.zeros(0)
-        prec = ctp / np.maximum(ctp + cfp, 1e-9) if len(tp) else np.zeros(0)
-        aps.append(voc_ap(rec, prec))
-    valid = [a for a in aps if not np.isnan(a)]
-    return (float(np.mean(valid)) if valid else 0.0), aps
-
-
-def recall_precision(dets, gt_boxes, gt_classes, conf: float, iou_thr: float = 0.5,
-                     ignore_boxes=None) -> tuple[float, float, int, int, int]:
-    """(recall, precision, tp, fp, n_gt) at score >= ``conf``, same-class IoU >= ``iou_thr``."""
-    tp = fp = n = 0
-    for k, d in enumerate(dets):
-        db, ds, dc = _unpack(d)
-        keep = ds >= conf
-        db, ds, dc = db[keep], ds[keep], dc[keep]
-        gb, gc = np.asarray(gt_boxes[k]).reshape(-1, 4), np.asarray(gt_classes[k]).reshape(-1)
-        ign = np.asarray(ignore_boxes[k]).reshape(-1, 4) if ignore_boxes is not None else np.zeros((0, 4))
-        n += len(gb)
-        used = np.zeros(len(gb), bool)
-        order = np.argsort(-ds, kind="stable")
-        ious = iou_matrix(db, gb)
-        ig = iou_matrix(db, ign).max(axis=1) if len(ign) else np.zeros(len(db))
-        for j in order:
-            cand = np.where(used | (gc != dc[j]), -1.0, ious[j]) if len(gb) else np.zeros(0)
-            if len(cand) and cand.max() >= iou_thr:
-                used[int(np.argmax(cand))] = True
-                tp += 1
-            elif ig[j] < iou_thr:
-                fp += 1
-    return tp / max(n, 1), tp / max(tp + fp, 1), tp, fp, n
-
-
-def _unpack(d: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    boxes, scores, cls = d.xyxy, d.score, d.class_id
-    return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1),
-            np.asarray(cls).reshape(-1).astype(int))
 
 
 def evaluate_generated(model: str | Path = DEFAULT_MODEL, n: int = 200, seed: int | None = None,
