@@ -94,3 +94,41 @@ def test_report_files(tmp_path):
     assert json.loads(files[0].read_text()) == report
     assert report["totals"][0]["visible_s"] == pytest.approx(2.0) and report["totals"][0]["streams"] == 2
     assert files[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fragments_of_half_a_name_or_more_match_shorter_ones_do_not():
+    m = BrandMatcher([Brand("VOLTA"), Brand("NORDIC AIR"), Brand("KESTREL"), Brand("ORBIS")])
+    texts = ["STREL", "ORBI!", "NORDIC", "/OLTA", "KES", "NORD", "AIR", "ORBIT", "REL"]
+    assert m.match(texts)[0].tolist() == [2, 3, 1, 0, -1, -1, -1, -1, -1]
+
+
+def test_a_name_split_by_an_occluder_matches_in_order_only():
+    m = BrandMatcher([Brand("KESTREL"), Brand("NORDIC AIR")])
+    assert m.match_split("KES", "REL")[0] == 0
+    assert m.match_split("NORD", "AIR")[0] == 1
+    assert m.match_split("REL", "KES")[0] == -1  # wrong order
+    assert m.match_split("K", "REL")[0] == -1  # a single letter says nothing
+
+
+def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
+    from types import SimpleNamespace
+
+    from vidinfer.analytics.brand_stage import BrandStage
+
+    m = BrandMatcher([Brand("KESTREL"), Brand("VOLTA", logo_classes=("volta_mark",))])
+    text = SimpleNamespace(text=["KES", "REL", "VOLTA", "hello"],
+                           xyxy=np.array([[100, 50, 160, 90], [200, 52, 260, 92], [400, 50, 500, 90],
+                                          [600, 50, 700, 90]], np.float32),
+                           score=np.array([0.9, 0.8, 0.99, 0.9], np.float32))
+
+    class Reader:
+        def __call__(self, frames):
+            return [text]
+
+    stage = BrandStage(m, ["volta_mark", "other"], Reader())
+    logos = Detections([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.8], [0, 1])
+    (out,) = stage([object()], [logos])
+    assert out.class_id.tolist() == [1, 0, 1]  # the VOLTA logo, the joined KESTREL, the VOLTA text
+    assert out.attributes["source"].label_id.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(out.xyxy[1], [100, 50, 260, 92])
+    assert out.score[1] == pytest.approx(0.8)

@@ -64,3 +64,36 @@ def test_stage_keeps_ids_per_stream_and_resets_on_discontinuity():
     a1 = make_frame("a", 1)
     a1.discontinuity = True
     assert stage([a1], [dets([box_at(10, 10)])])[0].track_id.tolist() == [2]
+
+
+def test_small_fast_mark_keeps_its_track_when_boxes_no_longer_overlap():
+    # A 40 px mark moving 50 px per analysed frame: no IoU between steps, nearest centre wins.
+    t = ByteTracker(max_distance=1.5)
+    ids = [t.update(dets([box_at(100 + 50 * i, 300)]), i * 200_000_000).tolist() for i in range(8)]
+    assert ids == [[1]] * 8
+    assert ByteTracker(max_distance=0).update(dets([box_at(0, 0)]), 0).tolist() == [1]
+
+
+def test_far_jump_is_a_new_track():
+    t = ByteTracker(max_distance=1.5)
+    t.update(dets([box_at(100, 300)]), 0)
+    assert t.update(dets([box_at(600, 300)]), 200_000_000).tolist() == [2]
+
+
+def test_hard_cut_resets_tracks_but_a_pan_does_not():
+    from vidinfer.tracking.cuts import ShotCutDetector
+
+    rng = np.random.default_rng(0)
+    pitch = np.zeros((360, 640, 3), np.uint8)
+    pitch[..., 1] = 120 + (np.arange(640) // 40 % 2 * 30).astype(np.uint8)  # mowing stripes
+    panned = np.roll(pitch, 25, axis=1)
+    close_up = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    cuts = ShotCutDetector()
+    assert [cuts.is_cut(img) for img in (pitch, panned, close_up, close_up)] == [False, False, True, False]
+
+    stage = TrackerStage()
+    frames = [make_frame("s", i) for i in range(3)]
+    for f, img in zip(frames, (pitch, panned, close_up)):
+        f.image = img
+    ids = [stage([f], [dets([box_at(100, 100)])])[0].track_id.tolist() for f in frames]
+    assert ids == [[1], [1], [2]]

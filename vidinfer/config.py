@@ -167,6 +167,8 @@ class TrackerSpec(_Spec):
     low_score: float = Field(default=0.1, ge=0, le=1)
     match_iou: float = Field(default=0.3, gt=0, le=1)
     max_lost_s: float = Field(default=1.0, ge=0)
+    max_distance: float = Field(default=1.5, ge=0, description="box sizes; 0 turns distance matching off")
+    detect_cuts: bool = Field(default=True, description="reset tracks at hard cuts between camera shots")
 
 
 class TextSpec(_Spec):

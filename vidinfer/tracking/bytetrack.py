@@ -3,7 +3,9 @@
 Per frame: predict every track's box with a constant-velocity model over the real time step
 (frames may be sampled at any rate), match high-score detections to tracks by IoU with an optimal
 assignment (scipy's `linear_sum_assignment`), then give the leftover tracks a second chance with
-the low-score detections (the "BYTE" step that keeps tracks alive through partial occlusion).
+the low-score detections (the "BYTE" step that keeps tracks alive through partial occlusion), and
+finally let detections that overlap nothing continue the nearest predicted track within a few box
+sizes (marks on moving players, analysed a few times a second, move further than their size).
 Unmatched high-score detections start tracks; tracks unseen for `max_lost_s` end. Classes never
 mix: a track only matches detections of its own class.
 """
@@ -18,6 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vidinfer.detections import Detections
 from vidinfer.frame import Frame
+from vidinfer.tracking.cuts import ShotCutDetector
 
 __all__ = ["ByteTracker", "TrackerStage", "iou_matrix"]
 
@@ -32,6 +35,14 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def _centre_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) centre distance in units of b's box size (the mean of width and height)."""
+    ca = (a[:, :2] + a[:, 2:]) / 2
+    cb = (b[:, :2] + b[:, 2:]) / 2
+    size = np.maximum((b[:, 2] - b[:, 0] + b[:, 3] - b[:, 1]) / 2, 1e-6)
+    return np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2) / size[None, :]
+
+
 class ByteTracker:
     """Tracks of one stream.
 
@@ -40,14 +51,17 @@ class ByteTracker:
         low_score: detections between this and ``high_score`` only extend existing tracks.
         match_iou: minimum IoU between a predicted track box and a detection to match.
         max_lost_s: a track unseen for longer than this (stream time) ends; covers short occlusions.
+        max_distance: a high-score detection that overlaps no track may still continue the track
+            whose predicted centre is nearest, within this many box sizes (0 turns it off).
         ids: where new ids come from (per tracker by default: ids are per stream).
     """
 
     def __init__(self, high_score: float = 0.5, low_score: float = 0.1, match_iou: float = 0.3,
-                 max_lost_s: float = 1.0, ids: itertools.count | None = None):
+                 max_lost_s: float = 1.0, max_distance: float = 1.5, ids: itertools.count | None = None):
         if not 0 <= low_score <= high_score <= 1:
             raise ValueError(f"need 0 <= low_score ({low_score}) <= high_score ({high_score}) <= 1")
         self.high_score, self.low_score, self.match_iou, self.max_lost_s = high_score, low_score, match_iou, max_lost_s
+        self.max_distance = max_distance
         self._ids = ids or itertools.count(1)
         self.reset()
 
@@ -84,6 +98,19 @@ class ByteTracker:
             self._observe(c, det.xyxy[r], pts_ns)
             out[r] = self.ids[c]
             free[c] = False
+        # Third pass, for what moved too far for any overlap (small marks on moving players at a
+        # low analysis rate): nearest centres, within `max_distance` box sizes of the prediction.
+        rows = high[out[high] < 0]
+        tracks = np.flatnonzero(free)
+        if self.max_distance > 0 and len(rows) and len(tracks):
+            dist = _centre_distance(det.xyxy[rows].astype(np.float64), predicted[tracks])
+            dist[det.class_id[rows][:, None] != self.cls[tracks][None, :]] = np.inf
+            r, c = linear_sum_assignment(np.where(np.isfinite(dist), dist, 1e9))
+            ok = dist[r, c] <= self.max_distance
+            r, c = rows[r[ok]], tracks[c[ok]]
+            self._observe(c, det.xyxy[r], pts_ns)
+            out[r] = self.ids[c]
+            free[c] = False
         new = high[out[high] < 0]
         if len(new):
             new_ids = np.fromiter((next(self._ids) for _ in new), np.int64, len(new))
@@ -106,8 +133,11 @@ class ByteTracker:
         dt = (pts_ns - self.last_ns[tracks]) / 1e9
         moving = dt > 0
         step = (boxes - self.box[tracks]) / np.where(moving, dt, 1.0)[:, None]
-        # Smooth the velocity: detections jitter by a pixel or two, a board pans steadily.
-        self.vel[tracks] = np.where(moving[:, None], 0.5 * self.vel[tracks] + 0.5 * step, self.vel[tracks])
+        # Smooth the velocity (detections jitter by a pixel or two, a board pans steadily); the
+        # second observation sets it outright, the first had none to compare with.
+        first = (self.hits[tracks] == 1)[:, None]
+        smoothed = np.where(first, step, 0.5 * self.vel[tracks] + 0.5 * step)
+        self.vel[tracks] = np.where(moving[:, None], smoothed, self.vel[tracks])
         self.box[tracks] = boxes
         self.last_ns[tracks] = pts_ns
         self.hits[tracks] += 1
@@ -116,20 +146,30 @@ class ByteTracker:
 class TrackerStage:
     """A pipeline stage that keeps one `ByteTracker` per stream and fills ``track_id``.
 
-    A frame flagged ``discontinuity`` (loop, seek, reconnect) resets its stream's tracks first.
+    A frame flagged ``discontinuity`` (loop, seek, reconnect), or one that starts a new camera
+    shot (``detect_cuts``), resets its stream's tracks first.
     """
 
-    def __init__(self, **tracker_args: float):
+    def __init__(self, detect_cuts: bool = True, **tracker_args: float):
         self.tracker_args = tracker_args
+        self.detect_cuts = detect_cuts
         self.trackers: dict[str, ByteTracker] = {}
+        self.cuts: dict[str, ShotCutDetector] = {}
+        self.cut_count: dict[str, int] = {}
 
     def __call__(self, frames: Sequence[Frame], detections: list[Detections]) -> list[Detections]:
         out = []
         for frame, det in zip(frames, detections):
-            tracker = self.trackers.get(frame.stream_id)
+            sid = frame.stream_id
+            tracker = self.trackers.get(sid)
             if tracker is None:
-                tracker = self.trackers[frame.stream_id] = ByteTracker(**self.tracker_args)
-            elif frame.discontinuity:
+                tracker = self.trackers[sid] = ByteTracker(**self.tracker_args)
+                self.cuts[sid] = ShotCutDetector()
+                self.cut_count[sid] = 0
+            cut = self.detect_cuts and self.cuts[sid].is_cut(frame.image)
+            if cut:
+                self.cut_count[sid] += 1
+            if frame.discontinuity or cut:
                 tracker.reset()
             ids = tracker.update(det, frame.pts_ns)
             out.append(Detections(det.xyxy, det.score, det.class_id, ids, det.attributes))
@@ -137,3 +177,4 @@ class TrackerStage:
 
     def end(self, stream_id: str) -> None:
         self.trackers.pop(stream_id, None)
+        self.cuts.pop(stream_id, None)
