@@ -298,7 +298,7 @@ def _print_brand_report(report: Any) -> None:
 
     from vidinfer.analytics.report import exposure_table
 
-    console = Console(width=max(100, Console().width))  # the table stays readable in a pipe
+    console = Console(width=max(120, Console().width))  # the table stays readable in a pipe
     console.print(exposure_table(report.brand_report))
     for path in report.report_files:
         print(f"report: {path}")

@@ -11,6 +11,7 @@ document ends in one `ConfigError` line naming the file, the key and what is exp
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -307,11 +308,11 @@ def parse_pipeline(data: dict[str, Any], source: str = "<pipeline>", base_dir: P
 
 def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
     def rel(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else base / p
+        return None if p is None or p.is_absolute() else Path(os.path.normpath(base / p))
 
     for s in spec.streams:
         if "://" not in s.url and not Path(s.url).is_absolute():
-            s.url = str(base / s.url)
+            s.url = os.path.normpath(base / s.url)
     for key in ("curve_server_key", "curve_secret_key"):
         if getattr(spec.publish, key) is not None:
             setattr(spec.publish, key, rel(getattr(spec.publish, key)) or getattr(spec.publish, key))

@@ -83,7 +83,11 @@ def quantize_int8(model: Path, out: Path, calibration: np.ndarray, per_channel: 
     quant_pre_process(str(model), str(prepared))  # shape inference + graph cleanup first, as ORT advises
     try:
         # Symmetric signed INT8 for weights and activations: what TensorRT's explicit quantisation expects.
+        # Only the compute-heavy operators are quantised. The decode head stays float: YOLO exports
+        # concatenate pixel coordinates (0..640) with scores (0..1) in one tensor, and one INT8
+        # scale for both would round every score to zero.
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
