@@ -132,3 +132,14 @@ def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
     assert out.attributes["source"].label_id.tolist() == [0, 1, 1]
     np.testing.assert_allclose(out.xyxy[1], [100, 50, 260, 92])
     assert out.score[1] == pytest.approx(0.8)
+
+
+def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
+    a = ExposureAnalytics(BRANDS)
+    for i in range(100):  # VOLTA on screen 0-1 s and 2-3 s at 25 fps
+        a.add("s", i * 40_000_000, W, H, volta() if (i // 25) % 2 == 0 else NONE)
+    a.finish("s")
+    report, _ = write_report(a, "test", tmp_path)
+    spans = report["streams"]["s"]["intervals_s"]["VOLTA"]
+    assert spans == [[0.0, 1.0], [2.0, 3.0]]
+    assert report["streams"]["s"]["intervals_s"]["ORBIS"] == []

@@ -58,7 +58,9 @@ class BrandExposure:
     score: np.ndarray = field(init=False)
     duration_s: float = 0.0
     frames: int = 0
-    timeline: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, cumulative visible_s)
+    # Per brand, the stream-time spans (start_s, end_s) in which it was on screen; touching spans
+    # merge, so memory grows with appearances, not with running time.
+    spans: list[list[list[float]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         b = len(self.brands)
@@ -68,6 +70,7 @@ class BrandExposure:
         self._pending: _Frame | None = None
         self._steps: list[int] = []  # recent steps between analysed frames, for the usual step
         self._t0: int | None = None
+        self.spans = [[] for _ in range(b)]
 
     def add(self, pts_ns: int, width: int, height: int, det: Detections) -> None:
         """Account one analysed frame whose rows' class_id are brand indices."""
@@ -113,9 +116,13 @@ class BrandExposure:
         self.grid_s += dt * p.grid
         self.confidence_s += dt * p.confidence
         self.score += dt * p.prominence
-        t = (p.pts_ns - (self._t0 or 0)) / 1e9 + dt
-        if not self.timeline or t - self.timeline[-1][0] >= 0.5 or p.visible.any():
-            self.timeline.append((round(t, 3), self.visible_s.copy()))
+        start = (p.pts_ns - (self._t0 or 0)) / 1e9
+        for i in np.flatnonzero(p.visible):
+            spans = self.spans[i]
+            if spans and abs(spans[-1][1] - start) < 1e-6:
+                spans[-1][1] = start + dt
+            else:
+                spans.append([start, start + dt])
 
     def _measure(self, pts_ns: int, width: int, height: int, det: Detections) -> _Frame:
         b = len(self.brands)

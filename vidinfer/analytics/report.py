@@ -1,4 +1,4 @@
-"""The end-of-run brand report: JSON, a terminal table, and a PNG chart of exposure over time."""
+"""The end-of-run brand report: JSON, a terminal table, and a PNG timeline of each brand per stream."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from vidinfer.analytics.exposure import ExposureAnalytics
 
@@ -16,7 +15,9 @@ __all__ = ["build_report", "write_report", "exposure_table"]
 
 def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
     """Per stream and brand figures, plus totals per brand over all streams."""
-    streams = {sid: {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary()}
+    streams = {sid: {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary(),
+                     "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
+                                     for i, name in enumerate(analytics.brands)}}
                for sid, exp in analytics.streams.items()}
     totals = []
     for i, name in enumerate(analytics.brands):
@@ -55,25 +56,28 @@ def exposure_table(report: dict[str, Any]) -> Any:
 
 
 def _chart(analytics: ExposureAnalytics, path: Path) -> None:
+    """One panel per stream: a row per brand with bars where it was on screen, total on the right."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     streams = list(analytics.streams.items())
-    fig, axes = plt.subplots(len(streams), 1, figsize=(9, 2.6 * max(1, len(streams))), squeeze=False)
+    names = analytics.brands
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(len(streams), 1, figsize=(10, 0.5 + (0.45 * len(names) + 0.8) * max(1, len(streams))),
+                             squeeze=False)
     for ax, (sid, exp) in zip(axes[:, 0], streams):
-        if exp.timeline:
-            t = np.array([p[0] for p in exp.timeline])
-            cum = np.stack([p[1] for p in exp.timeline])
-            for i, name in enumerate(analytics.brands):
-                if cum[-1, i] > 0:
-                    ax.step(t, cum[:, i], where="post", label=name)
-        ax.set_title(sid, loc="left", fontsize=10)
-        ax.set_ylabel("visible s (cumulative)")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper left")
+        for i, spans in enumerate(exp.spans):
+            ax.broken_barh([(a, b - a) for a, b in spans], (i - 0.35, 0.7), color=colours(i % 10))
+        for i, name in enumerate(names):
+            ax.text(1.005, i, f"{exp.visible_s[i]:.1f} s", transform=ax.get_yaxis_transform(), va="center",
+                    fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xlim(0, max(exp.duration_s, 1e-3))
+        ax.set_title(f"{sid}: brands on screen", loc="left", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("stream time (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
