@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from vidinfer.analytics.exposure import ExposureAnalytics
 
 __all__ = ["build_report", "write_report", "exposure_table"]
