@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from vidinfer.models.yolo import YoloAdapter, YoloLayout
+from vidinfer.models.yolo import YoloLayout
 from vidinfer.testing.brands import BRAND_NAMES
 from vidinfer.testing.logo_data import HELDOUT_SEED, make_dataset
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from vidinfer.engines.base import ImageInput
 from vidinfer.engines.onnxruntime import describe_model_input
 from vidinfer.errors import ModelError
 

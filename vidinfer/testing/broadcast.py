@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from vidinfer.testing.brands import (
     BOARD_COLORS,
@@ -245,7 +245,6 @@ class BroadcastScene:
         canvas = np.asarray(frame, np.float32).copy()
         # Players, back to front.
         cover = np.zeros((H, W), bool)  # union of player alpha >= 0.5 drawn so far
-        covers_after: list[tuple[int, np.ndarray | None]] = []
         chest: list[tuple[Player, tuple[float, float, float, float], int]] = []
         layers = []
         for p in sorted(self.players[shot_no], key=lambda q: q.y):
