@@ -80,7 +80,9 @@ def quantize_int8(model: Path, out: Path, calibration: np.ndarray, per_channel: 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     prepared = out.with_suffix(".prep.onnx")
-    quant_pre_process(str(model), str(prepared))  # shape inference + graph cleanup first, as ORT advises
+    # Shape inference and graph clean-up first, as ONNX Runtime advises. ONNX shape inference is
+    # enough for image models (symbolic inference would need sympy).
+    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
     try:
         # Symmetric signed INT8 for weights and activations: what TensorRT's explicit quantisation expects.
         # Only the compute-heavy operators are quantised. The decode head stays float: YOLO exports
