@@ -160,3 +160,19 @@ def test_ort_gpu_engine_refuses_cpu_only_onnxruntime_with_one_sentence():
     assert str(err.value) == ("ONNX Runtime here has no CUDA execution provider (providers: "
                               f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use "
                               "device = 'cpu'")
+
+
+def test_build_engine_command_without_gpu_packages_is_one_line_and_exit_2():
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorrt") or importlib.util.find_spec("cupy"):
+        pytest.skip("GPU packages are installed here")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "vidinfer", "build-engine", str(root / "pipelines" / "brand_impact.toml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "vidinfer: error: build-engine needs TensorRT and CuPy on a machine with an NVIDIA GPU, and tensorrt and "
+        "cupy are not installed here; run it where the pipeline will run, after pip install 'vidinfer[gpu]'"]

@@ -5,6 +5,8 @@
     vidinfer proxy --frontend ENDPOINT --backend ENDPOINT [--metrics-port PORT]
     vidinfer info
     vidinfer models
+    vidinfer build-engine PIPELINE.toml [--cache-dir DIR]
+    vidinfer bench [PIPELINE.toml] [--quick] [--live]
 
 Exit codes: 0 success; 1 at least one stream failed (the others ran to the end); 2 the
 configuration, a model or the endpoint is unusable (one line on stderr says which and why);
@@ -101,12 +103,57 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--frames", type=int, default=16, help="calibration frames per stream (default 16)")
     q.set_defaults(func=cmd_quantize)
 
+    be = sub.add_parser("build-engine", help="build and cache TensorRT engines for a pipeline's models ahead of time")
+    be.add_argument("pipeline", type=Path, help="pipeline .toml file")
+    be.add_argument("--cache-dir", type=Path, default=None, help="engine cache folder (default: ~/.cache/vidinfer)")
+    be.set_defaults(func=cmd_build_engine)
+
     models = sub.add_parser("models", help="the named models (e.g. ppocr:rec) and where they are installed")
     models.set_defaults(func=cmd_models)
 
+    keys = sub.add_parser("keys", help="make a CurveZMQ key pair (NAME.key public, NAME.key_secret private)")
+    keys.add_argument("directory", type=Path, help="folder to write the two files into (made if missing)")
+    keys.add_argument("--name", default="vidinfer", help="file name of the pair (default: vidinfer)")
+    keys.set_defaults(func=cmd_keys)
+
     info = sub.add_parser("info", help="which decoders, engines and devices work here, and why not")
     info.set_defaults(func=cmd_info)
+
+    b = sub.add_parser("bench", help="the pipeline against its decode and inference limits and the hand-written "
+                                     "loop; --live: how many live streams it sustains")
+    b.add_argument("pipeline", type=Path, nargs="?", default=None,
+                   help="pipeline .toml file (default pipelines/brand_impact.toml)")
+    b.add_argument("--quick", action="store_true", help="short clips, one round (under 2 minutes on 2 cores)")
+    b.add_argument("--streams", type=int, default=None, metavar="N", help="N streams (the file's, repeated)")
+    b.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="cut each clip at the first keyframe at or after N frames (--quick: 50)")
+    b.add_argument("--rounds", type=int, default=None, help="rounds of every stage (default 3; --quick 1)")
+    b.add_argument("--out", type=Path, default=None, help="folder for bench.json and bench.png (default out/bench/NAME)")
+    b.add_argument("--no-plot", action="store_true", help="no PNG")
+    b.add_argument("--live", action="store_true", help="find the largest number of live streams sustained")
+    b.add_argument("--probe-s", type=float, default=None, help="seconds per live probe (default 30; --quick 15)")
+    b.add_argument("--warmup-s", type=float, default=5.0, help="first seconds of a live probe not counted")
+    b.add_argument("--sample-fps", type=float, default=2.0, help="analysed frames per second per live stream")
+    b.add_argument("--p99-ms", type=float, default=500.0, help="latency budget of a live probe (p99)")
+    b.add_argument("--live-probe", type=int, default=None, help=argparse.SUPPRESS)  # one probe, JSON to --out
+    b.set_defaults(func=cmd_bench)
     return p
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vidinfer import bench
+
+    pipeline = args.pipeline or bench.DEFAULT_PIPELINE
+    if args.live_probe is not None:
+        result = bench.live_probe(pipeline, args.live_probe, args.probe_s or 30.0, args.warmup_s, args.sample_fps)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    elif args.live:
+        bench.run_live(pipeline, quick=args.quick, probe_s=args.probe_s, warmup_s=args.warmup_s,
+                       sample_fps=args.sample_fps, p99_budget_ms=args.p99_ms, out_dir=args.out)
+    else:
+        bench.run_bench(pipeline, quick=args.quick, streams=args.streams, max_frames=args.max_frames,
+                        rounds=args.rounds, out_dir=args.out, plot=not args.no_plot)
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -335,6 +382,28 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from vidinfer.config import load_pipeline
+
+    spec = load_pipeline(args.pipeline)
+    missing = [m for m in ("tensorrt", "cupy") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"build-engine needs TensorRT and CuPy on a machine with an NVIDIA GPU, and "
+                          f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here; "
+                          "run it where the pipeline will run, after pip install 'vidinfer[gpu]'")
+    from vidinfer.engines.tensorrt import TensorRTEngine
+
+    jobs = [(spec.detector.model, spec.detector.input_size, spec.max_batch_size)]
+    jobs += [(c.model, c.input_size, c.max_batch_size) for c in spec.classifiers]
+    for model, size, batch in jobs:
+        engine = TensorRTEngine(model, size, batch, cache_dir=args.cache_dir)
+        print(f"{model}: {engine.plan_path}")
+        engine.close()
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from vidinfer.models.registry import list_models
 
@@ -362,6 +431,15 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
         except BrokenPipeError:  # e.g. piped into `head`
             return EXIT_OK
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from vidinfer.publish.security import create_keys
+
+    public, secret = create_keys(args.directory, args.name)
+    print(f"public key (give to the other side): {public}")
+    print(f"secret key (keep private): {secret}")
     return EXIT_OK
 
 
