@@ -13,6 +13,9 @@ from vidinfer.errors import ModelError
 
 __all__ = ["OnnxRuntimeEngine", "describe_model_input"]
 
+# VIDINFER_ORT_SPIN=1 lets ONNX Runtime's idle threads spin (its own default), for comparisons.
+ALLOW_SPINNING = os.environ.get("VIDINFER_ORT_SPIN", "0") == "1"
+
 _DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
 
 
@@ -47,6 +50,11 @@ class OnnxRuntimeEngine:
         opts.inter_op_num_threads = inter_op_threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # warnings from graph rewriting are noise to users
+        if not ALLOW_SPINNING:
+            # Idle ORT threads otherwise spin for a while after each run, taking the cores the
+            # decoder threads need (docs/performance.md measures it).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(self.path), sess_options=opts,
                                                  providers=providers or ["CPUExecutionProvider"])
@@ -59,6 +67,11 @@ class OnnxRuntimeEngine:
         outputs = self._session.get_outputs()
         self.output_names = [o.name for o in outputs]
         self.output_shapes = {o.name: tuple(o.shape) for o in outputs}
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's custom metadata (e.g. class names, a recogniser's character list)."""
+        return dict(self._session.get_modelmeta().custom_metadata_map)
 
     def run(self, batch: Any) -> dict[str, np.ndarray]:
         n = len(batch)

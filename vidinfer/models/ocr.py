@@ -304,19 +304,17 @@ class TextClassifier:
 # Recognition
 
 
-def load_charset(model_path: str | os.PathLike[str], session: Any = None) -> list[str]:
-    """PP-OCR's CTC classes: blank, the characters in the model's metadata ("character"), space."""
-    if session is None:
-        import onnxruntime as ort
+def load_charset(model_path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> list[str]:
+    """PP-OCR's CTC classes: blank, the characters in the model's metadata ("character"), space.
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    if "character" not in meta:
+    ``metadata``: the model's metadata when an engine already holds it; else the file is opened.
+    """
+    if metadata is None:
+        metadata = OnnxRuntimeEngine(model_path, (320, 48), role="text recogniser").metadata
+    if "character" not in metadata:
         raise ModelError(f"text recogniser {Path(model_path).name!r} has no 'character' metadata; "
                          "pass charset= (a list of characters or a keys file, one per line)")
-    return _ctc_classes(meta["character"].splitlines())
+    return _ctc_classes(metadata["character"].splitlines())
 
 
 def _ctc_classes(chars: Sequence[str]) -> list[str]:
@@ -364,8 +362,7 @@ class TextRecognizer:
         path = resolve_model(model)
         self.engine = _engine(path, (min_width, self.height), threads, "text recogniser")
         if charset is None:
-            # The engine's session already holds the metadata; fall back to reopening the file.
-            self.charset = load_charset(path, getattr(self.engine, "_session", None))
+            self.charset = load_charset(path, self.engine.metadata)
         elif isinstance(charset, (str, os.PathLike)):
             self.charset = _ctc_classes(Path(charset).read_text(encoding="utf-8").split("\n"))
         else:
