@@ -63,6 +63,8 @@ class StreamSpec(_Spec):
     reconnect: bool = True
     reconnect_max_s: float = Field(default=30.0, gt=0)
     max_reconnects: int = Field(default=-1, ge=-1, description="-1: retry forever")
+    # Larger frames fail the stream with a reason: default 8K UHD (7680x4320), about 50 MB per decoded frame.
+    max_pixels: int = Field(default=7680 * 4320, ge=1, description="width x height above which the stream fails")
 
     @property
     def is_live(self) -> bool:
@@ -129,12 +131,25 @@ class PublishSpec(_Spec):
     # CurveZMQ to a `vidinfer proxy` started with --curve-secret-key: both or neither (connect = true).
     curve_server_key: Optional[Path] = Field(default=None, description="the proxy's public certificate (.key)")
     curve_secret_key: Optional[Path] = Field(default=None, description="this client's certificate (.key_secret)")
+    # CurveZMQ on this publisher itself (it binds): its certificate and the folder of allowed subscribers' keys.
+    curve_server_secret_key: Optional[Path] = Field(default=None, description="own certificate (.key_secret)")
+    curve_clients: Optional[Path] = Field(default=None, description="folder of allowed clients' .key files")
+    # Lossless sinks next to PUB (vidinfer/publish/sinks.py): PUSH blocks the pipeline when its consumer lags.
+    reliable_endpoint: Optional[str] = Field(default=None, min_length=1, description="bound PUSH endpoint")
+    reliable_hwm: int = Field(default=1000, ge=1, description="messages queued for the PUSH consumer before blocking")
+    file: Optional[Path] = Field(default=None, description="append every message here (msgpack records)")
 
     @model_validator(mode="after")
     def _curve_pair(self) -> PublishSpec:
         if (self.curve_server_key is None) != (self.curve_secret_key is None):
             raise ValueError("give both curve_server_key (the proxy's .key) and curve_secret_key "
                              "(this publisher's .key_secret) for CurveZMQ, or neither")
+        if (self.curve_server_secret_key is None) != (self.curve_clients is None):
+            raise ValueError("give both curve_server_secret_key (this publisher's .key_secret) and curve_clients "
+                             "(the folder of allowed subscribers' .key files) for CurveZMQ, or neither")
+        if self.curve_server_secret_key is not None and self.curve_server_key is not None:
+            raise ValueError("curve_server_secret_key (a bound, secured publisher) and curve_server_key (connecting "
+                             "to a secured proxy) exclude each other; keep the one that matches connect")
         return self
 
 
@@ -313,7 +328,7 @@ def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
     for s in spec.streams:
         if "://" not in s.url and not Path(s.url).is_absolute():
             s.url = os.path.normpath(base / s.url)
-    for key in ("curve_server_key", "curve_secret_key"):
+    for key in ("curve_server_key", "curve_secret_key", "curve_server_secret_key", "curve_clients", "file"):
         if getattr(spec.publish, key) is not None:
             setattr(spec.publish, key, rel(getattr(spec.publish, key)) or getattr(spec.publish, key))
     if spec.brand_impact is not None and spec.brand_impact.report_dir is not None:

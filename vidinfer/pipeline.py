@@ -42,8 +42,12 @@ __all__ = ["Pipeline", "RunReport", "StreamReport"]
 
 log = logging.getLogger(__name__)
 
+_NOT_ENDED = {StreamState.CONNECTING.value, StreamState.CONNECTED.value, StreamState.RECONNECTING.value,
+              StreamState.DEGRADED.value}
 ResultCallback = Callable[[Frame, Detections], None]
-SOURCE_JOIN_TIMEOUT_S = 5.0
+# All sources together get this long to stop (a source blocked in a silent server's open cannot be
+# interrupted); the whole shutdown must stay within 5 s.
+SOURCE_JOIN_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -213,8 +217,11 @@ class Pipeline:
                 from vidinfer.publish.proxy import load_curve_client
 
                 curve = load_curve_client(pub.curve_server_key, pub.curve_secret_key)
+            from vidinfer.publish.security import publish_extras
+
+            curve_server, sinks = publish_extras(pub)
             self.publisher = Publisher(pub.endpoint, pub.publisher_id, pub.sndhwm, pub.linger_ms, pub.connect,
-                                       curve=curve)
+                                       curve=curve, curve_server=curve_server, sinks=sinks)
             for s in self.spec.streams:
                 self._publish_metadata(s.id, {})
             if pub.wait_for_subscribers:
@@ -231,14 +238,25 @@ class Pipeline:
                 log.warning("this shard has no streams; idling until stopped")
                 self._stop.wait()
             self._loop()
+            deadline = time.monotonic() + SOURCE_JOIN_TIMEOUT_S
             for src in self.sources:
-                src.join(SOURCE_JOIN_TIMEOUT_S)
+                src.join(max(0.0, deadline - time.monotonic()))
             self._loop()  # what the sources queued while stopping: their end-of-stream events
+            self._end_stuck_sources()
         finally:
             self._stop.set()
             self.batcher.stop()
             self._finish(time.monotonic() - started)
         return self.report
+
+    def _end_stuck_sources(self) -> None:
+        """A source still blocked (e.g. opening a server that never answers) gets its end published here."""
+        for src in self.sources:
+            if src.alive and self.report.streams[src.spec.id].state in _NOT_ENDED:
+                self._on_event(StreamEvent(src.spec.id, StreamState.FAILED,
+                                           "source did not stop within the shutdown timeout",
+                                           {"frames_decoded": src.stats.decoded, "frames_analysed": src.stats.queued},
+                                           end_of_stream=True))
 
     def stop(self, interrupted: bool = True) -> None:
         """Stop the sources; queued frames are still analysed and every stream's end is published."""

@@ -39,11 +39,15 @@ class Publisher:
         linger_ms: how long close() waits for queued messages to go out.
         connect: connect to the endpoint (e.g. a proxy's XSUB side) instead of binding it.
         curve: CurveZMQ client keys (own public, own secret, server public) for a proxy that requires them.
+        curve_server: a `vidinfer.publish.proxy.CurveServer` (own key pair, folder of allowed client
+            certificates): subscribers must use CurveZMQ with an allowed key; others receive nothing.
+        sinks: reliable sinks (`vidinfer.publish.sinks`) that get every published message too.
     """
 
     def __init__(self, endpoint: str, publisher_id: str | None = None, sndhwm: int = 10000,
                  linger_ms: int = 1000, connect: bool = False, context: zmq.Context | None = None,
-                 curve: tuple[bytes, bytes, bytes] | None = None):
+                 curve: tuple[bytes, bytes, bytes] | None = None, curve_server: Any = None,
+                 sinks: list[Any] | None = None):
         self.endpoint = endpoint
         self.publisher_id = publisher_id or f"{socket.gethostname()}-{os.getpid()}"
         # The restart epoch: a new value on every start, so subscribers tell restart from loss.
@@ -53,8 +57,20 @@ class Publisher:
         self.subscriptions = 0  # subscribe messages seen
         self._seq: dict[bytes, int] = {}
         self._meta: dict[bytes, bytes] = {}  # meta topic -> last body, replayed to late joiners
+        self.sinks = list(sinks or [])
+        self._auth: Any = None
+        if curve_server is not None and context is None:
+            context = zmq.Context()  # its own context: the ZAP authenticator then guards only this socket
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
+        if curve_server is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._auth = ThreadAuthenticator(self._ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=str(curve_server.clients_dir))
+            self._sock.curve_server = True
+            self._sock.curve_publickey, self._sock.curve_secretkey = curve_server.public, curve_server.secret
         self._sock.setsockopt(zmq.SNDHWM, sndhwm)
         self._sock.setsockopt(zmq.LINGER, linger_ms)
         self._sock.setsockopt(zmq.XPUB_NODROP, 1)
@@ -68,6 +84,7 @@ class Publisher:
                 self._sock.bind(endpoint)
         except zmq.ZMQError as exc:
             self._sock.close(0)
+            self._stop_auth()
             verb = "connect to" if connect else "bind"
             raise PublishError(f"cannot {verb} publish endpoint {endpoint!r} ({zmq.strerror(exc.errno)}); "
                                "choose a free port or a valid endpoint such as tcp://127.0.0.1:5555") from None
@@ -81,12 +98,15 @@ class Publisher:
         t = topic(kind, stream_id)
         if kind is Kind.METADATA:
             self._meta[t] = raw
-        return self._send(t, kind, raw)
+        return self._send(t, kind, raw, to_sinks=True)
 
-    def _send(self, t: bytes, kind: Kind, raw: bytes) -> bool:
+    def _send(self, t: bytes, kind: Kind, raw: bytes, to_sinks: bool = False) -> bool:
         seq = self._seq.get(t, 0)
         self._seq[t] = seq + 1  # a dropped message still uses its number: the gap shows the loss
         header = encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns())
+        if to_sinks:  # replays of metadata to late subscribers are not new messages: sinks get each once
+            for sink in self.sinks:
+                sink.write(t, header, raw)
         try:
             self._sock.send_multipart([t, header, raw], flags=zmq.DONTWAIT, copy=False)
         except zmq.Again:
@@ -127,6 +147,14 @@ class Publisher:
 
     def close(self) -> None:
         self._sock.close()
+        for sink in self.sinks:
+            sink.close()
+        self._stop_auth()
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def __enter__(self) -> Publisher:
         return self

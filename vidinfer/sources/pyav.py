@@ -53,6 +53,10 @@ class _Stop(Exception):
     """The pipeline is shutting down."""
 
 
+class _Refused(Exception):
+    """The input can never be analysed (codec, size): fail the stream at once, never retry."""
+
+
 class PyAVSource:
     """Decodes one stream on its own thread into a `StreamQueue`.
 
@@ -110,10 +114,19 @@ class PyAVSource:
         final_state, final_reason = StreamState.ENDED, "end of file"
         try:
             while not self.stop.is_set():
+                opened_at = time.monotonic()
                 try:
                     container = self._open()
+                except _Refused as exc:
+                    final_state, final_reason = StreamState.FAILED, str(exc)
+                    break
                 except (av.FFmpegError, OSError) as exc:
                     reason = _describe_open_error(exc, self.spec.url, self.safe_url)
+                    if time.monotonic() - opened_at >= 0.95 * self.spec.open_timeout_s and \
+                            not reason.startswith("no answer from"):
+                        # e.g. RTSP over a server that accepts and stays silent says "Invalid data"
+                        reason = (f"no answer from {self.safe_url} within the open timeout "
+                                  f"({self.spec.open_timeout_s:g} s)")
                     if not self._may_reconnect(attempt):
                         final_state, final_reason = StreamState.FAILED, reason
                         break
@@ -125,6 +138,9 @@ class PyAVSource:
                         attempt = 0
                 except _Stop:
                     final_reason = "stopped"
+                    break
+                except _Refused as exc:
+                    final_state, final_reason = StreamState.FAILED, str(exc)
                     break
                 except (av.FFmpegError, OSError) as exc:
                     # PyAV puts the URL in the message: keep its credentials out of events and logs.
@@ -186,6 +202,15 @@ class PyAVSource:
             raise av.error.InvalidDataError(1094995529, "the input has no video stream", url)
         vs = container.streams.video[0]
         cc = vs.codec_context
+        if cc is None:  # FFmpeg found a video stream but has no decoder for its codec
+            container.close()
+            raise _Refused(f"{self.safe_url}: its video codec cannot be decoded by this FFmpeg build; "
+                           "re-encode it (e.g. to H.264) or use an FFmpeg build with that decoder")
+        try:
+            self._check_size(cc.width, cc.height)
+        except _Refused:
+            container.close()
+            raise
         cc.thread_count = self.decode_threads
         cc.thread_type = "AUTO"
         if self.spec.keyframes_only:
@@ -257,7 +282,15 @@ class PyAVSource:
         if self.stats.state is not StreamState.DEGRADED:
             self._event(StreamState.DEGRADED, f"decoding past damaged data: {_short(exc)}")
 
+    def _check_size(self, width: int, height: int) -> None:
+        """Refuse frames above ``max_pixels``: one enormous stream must not exhaust memory for all."""
+        if width * height > self.spec.max_pixels:
+            raise _Refused(f"resolution {width}x{height} is larger than max_pixels ({self.spec.max_pixels}); "
+                           "raise the stream's max_pixels if frames this large are intended")
+
     def _on_frame(self, f: Any, pts_ns: int, rate: Fraction) -> None:
+        if self._letterbox is None or self._letterbox.src_w != f.width or self._letterbox.src_h != f.height:
+            self._check_size(f.width, f.height)  # also when the size changes mid-stream
         self.stats.decoded += 1
         if self.spec.keyframes_only:
             # Only keyframes come out: number frames by their time, as the source counts them.
