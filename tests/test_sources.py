@@ -158,6 +158,13 @@ def test_loop_continues_frame_numbers_and_time_and_marks_each_new_pass():
     assert (run.end.reason, run.end.info["frames_analysed"]) == ("stopped", n)
 
 
+def test_loop_count_plays_the_file_that_many_times_then_ends():
+    run = run_source(CLIP_A, loop=3, sample_fps=5)
+    assert [f.frame_no for f in run.frames] == list(range(0, 300, 5))
+    assert [f.frame_no for f in run.frames if f.discontinuity] == [100, 200]
+    assert (run.end.state, run.end.reason, run.end.info["frames_decoded"]) == (StreamState.ENDED, "end of file", 300)
+
+
 def test_loop_with_keyframes_only_numbers_frames_by_their_place_in_the_clip():
     run = run_source(CLIP_A, loop=True, keyframes_only=True, stop_after=9)
     n = len(run.frames)

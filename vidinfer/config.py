@@ -14,7 +14,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -52,7 +52,7 @@ class StreamSpec(_Spec):
     url: str = Field(min_length=1)
     sample_fps: Optional[float] = Field(default=None, gt=0, description="analyse this many frames per second")
     keyframes_only: bool = False
-    loop: bool = False
+    loop: Union[bool, int] = Field(default=False, description="true: play a file forever; N: play it N times")
     realtime: bool = False
     live: Optional[bool] = None  # None: decided by the URL scheme
     options: dict[str, str] = Field(default_factory=dict, description="FFmpeg demuxer/protocol options")
@@ -65,6 +65,13 @@ class StreamSpec(_Spec):
     max_reconnects: int = Field(default=-1, ge=-1, description="-1: retry forever")
     # Larger frames fail the stream with a reason: default 8K UHD (7680x4320), about 50 MB per decoded frame.
     max_pixels: int = Field(default=7680 * 4320, ge=1, description="width x height above which the stream fails")
+
+    @field_validator("loop")
+    @classmethod
+    def _loop_count(cls, loop: bool | int) -> bool | int:
+        if not isinstance(loop, bool) and loop < 1:
+            raise ValueError(f"loop must be true, false or a number of plays of 1 or more, got {loop}")
+        return loop
 
     @property
     def is_live(self) -> bool:

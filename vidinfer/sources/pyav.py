@@ -81,6 +81,7 @@ class PyAVSource:
         self.stats = SourceStats()
         self.safe_url = redact_url(spec.url)
         self._thread = threading.Thread(target=self._run, name=f"source-{spec.id}", daemon=True)
+        self._passes = 0  # complete passes over a file, for loop = N
         # Timeline state, kept across loops and reconnects so pts and frame numbers never go back.
         self._pts_offset_ns = 0
         self._frame_offset = 0
@@ -257,13 +258,21 @@ class PyAVSource:
                 end_ns = int(skipped_pts * tb * 1_000_000_000) - first_pts + self._pts_offset_ns
                 self._last_pts_ns = max(self._last_pts_ns, end_ns)
                 skipped_pts = None
-            if not (self.spec.loop and not self.live and produced):
+            self._passes += 1
+            if self.live or not produced or not self._loops_left():
                 return produced
             # Loop: restart the file; time and frame numbers carry on from where they were.
             self._continue_timeline(rate, frame_ns)
             self._discontinuity = True
             first_pts = None
             container.seek(0)
+
+    def _loops_left(self) -> bool:
+        """loop = true plays a file forever; loop = N plays it N times in all."""
+        loop = self.spec.loop
+        if loop is True:
+            return True
+        return bool(loop) and self._passes < int(loop)
 
     def _continue_timeline(self, rate: Fraction, frame_ns: int) -> None:
         """A new pass over the input (loop or reconnect) starts one frame after the last one."""
