@@ -15,18 +15,9 @@ from fault_helpers import (CLIP_A, SilentServer, bit_flipped, enormous, truncate
                            write_pipeline)
 from test_pipeline_e2e import check_results, collect_until_all_ended, free_endpoint
 from vidinfer.publish import Subscriber
-from vidinfer.testing.shape_models import build_shade_classifier, build_shape_detector
 
 DAMAGED = "decoding past damaged data: [Errno 1094995529] Invalid data found when processing input: " \
           "'avcodec_send_packet()'"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    build_shape_detector(d / "detector.onnx")
-    build_shade_classifier(d / "shade.onnx")
-    return d
 
 
 @pytest.fixture(scope="module")

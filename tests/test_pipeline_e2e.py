@@ -12,24 +12,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ground_truth import CLIPS, REPO, assert_matches_gt, load_gt
 from vidinfer import Pipeline, load_pipeline
 from vidinfer.publish import Subscriber
-from vidinfer.testing.shape_models import SHADE_LABELS, SHAPE_CLASSES, build_shade_classifier, build_shape_detector
+from vidinfer.testing.shape_models import SHADE_LABELS, SHAPE_CLASSES
 
 STREAMS = {"cam-a": "shapes_a", "cam-b": "shapes_b", "cam-c": "shapes_c", "cam-d": "shapes_d",
            "pitch": "shapes_1080p"}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    """The shape detector and shade classifier, built by the test itself."""
-    d = tmp_path_factory.mktemp("models")
-    build_shape_detector(d / "detector.onnx")
-    build_shade_classifier(d / "shade.onnx")
-    return d
 
 
 def free_endpoint() -> str:

@@ -16,17 +16,8 @@ from fault_helpers import CLIP_A, SilentServer, write_pipeline
 from ground_truth import CLIPS
 from test_pipeline_e2e import collect_until_all_ended, free_endpoint
 from vidinfer.publish import Subscriber
-from vidinfer.testing.shape_models import build_shade_classifier, build_shape_detector
 
 STREAMS = {"cam-a": {"url": str(CLIP_A), "loop": True}, "cam-b": {"url": str(CLIPS / "shapes_b.mp4"), "loop": True}}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    build_shape_detector(d / "detector.onnx")
-    build_shade_classifier(d / "shade.onnx")
-    return d
 
 
 def start_looping_run(models, tmp_path, sub_endpoint):

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from fault_helpers import CLIP_A, closed_port, write_pipeline
 from ground_truth import CLIPS
@@ -18,17 +17,8 @@ from test_pipeline_e2e import check_results, collect_until_all_ended, free_endpo
 from vidinfer.publish import Subscriber
 from vidinfer.publish.proxy import load_curve_client
 from vidinfer.publish.sinks import ReliableReceiver, read_file_sink
-from vidinfer.testing.shape_models import build_shade_classifier, build_shape_detector
 
 TWO = {"cam-a": {"url": str(CLIP_A)}, "cam-b": {"url": str(CLIPS / "shapes_b.mp4")}}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    build_shape_detector(d / "detector.onnx")
-    build_shade_classifier(d / "shade.onnx")
-    return d
 
 
 def run_cli(*args):
