@@ -14,7 +14,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -229,10 +229,8 @@ class BrandImpactSpec(_Spec):
     @field_validator("brands")
     @classmethod
     def _unique_brands(cls, brands: list[BrandSpec]) -> list[BrandSpec]:
-        names = [b.name for b in brands]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"brand {name!r} is listed twice; list every brand once (use aliases)")
+        if (name := _first_repeat(b.name for b in brands)) is not None:
+            raise ValueError(f"brand {name!r} is listed twice; list every brand once (use aliases)")
         return brands
 
 
@@ -255,21 +253,16 @@ class PipelineSpec(_Spec):
     @field_validator("streams")
     @classmethod
     def _unique_ids(cls, streams: list[StreamSpec]) -> list[StreamSpec]:
-        seen: set[str] = set()
-        for s in streams:
-            if s.id in seen:
-                raise ValueError(f"stream id {s.id!r} is used twice; give every stream its own id")
-            seen.add(s.id)
+        if (sid := _first_repeat(s.id for s in streams)) is not None:
+            raise ValueError(f"stream id {sid!r} is used twice; give every stream its own id")
         return streams
 
     @field_validator("classifiers")
     @classmethod
     def _unique_names(cls, classifiers: list[ClassifierSpec]) -> list[ClassifierSpec]:
         # Results carry each classifier's attribute under its name: a second one would replace the first.
-        names = [c.name for c in classifiers]
-        for name in names:
-            if names.count(name) > 1:
-                raise ValueError(f"classifier name {name!r} is used twice; give every classifier its own name")
+        if (name := _first_repeat(c.name for c in classifiers)) is not None:
+            raise ValueError(f"classifier name {name!r} is used twice; give every classifier its own name")
         return classifiers
 
     @model_validator(mode="after")
@@ -281,6 +274,16 @@ class PipelineSpec(_Spec):
                     raise ValueError(f"classifier {c.name!r} operates on {unknown}, which are not detector "
                                      f"classes {self.detector.classes}")
         return self
+
+
+def _first_repeat(names: Iterable[str]) -> str | None:
+    """The first name that occurs a second time, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _check_labels(inline: list[str] | None, path: Path | None, key: str) -> None:

@@ -48,18 +48,24 @@ class CurveServer:
         self.public, self.secret, self.clients_dir = public, secret, clients_dir
 
 
-def load_curve_server(secret_file: str | Path, clients_dir: str | Path) -> CurveServer:
-    """Read a server certificate with its secret key and check the client folder; `ConfigError` if unusable."""
+def load_curve_server(secret_file: str | Path, clients_dir: str | Path, secret_key: str = "--curve-secret-key",
+                      clients_key: str = "--curve-clients", peers: str = "client",
+                      maker: str = "zmq.auth.create_certificates") -> CurveServer:
+    """Read a server certificate with its secret key and check the client folder; `ConfigError` if unusable.
+
+    ``secret_key``/``clients_key`` name the option or configuration key in messages, ``peers`` what the
+    clients are, ``maker`` the tool that makes certificates.
+    """
     import zmq.auth
 
     secret_file, clients_dir = Path(secret_file), Path(clients_dir)
-    public, secret = _load_cert(secret_file, "--curve-secret-key", need_secret=True)
+    public, secret = _load_cert(secret_file, secret_key, need_secret=True)
     if not clients_dir.is_dir():
-        raise ConfigError(f"--curve-clients: folder '{clients_dir}' does not exist; give the folder that holds "
-                          "the allowed clients' public certificates (*.key)")
+        raise ConfigError(f"{clients_key}: folder '{clients_dir}' does not exist; give the folder that holds "
+                          f"the allowed {peers}s' public certificates (*.key)")
     if not zmq.auth.load_certificates(str(clients_dir)):
-        raise ConfigError(f"--curve-clients: folder '{clients_dir}' holds no public certificate; put each allowed "
-                          "client's .key file there (zmq.auth.create_certificates makes them)")
+        raise ConfigError(f"{clients_key}: folder '{clients_dir}' holds no public certificate; put each allowed "
+                          f"{peers}'s .key file there ({maker} makes them)")
     return CurveServer(public, secret, clients_dir)
 
 

@@ -14,24 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from vidinfer.errors import ConfigError
-from vidinfer.publish.proxy import CurveServer, _load_cert
+from vidinfer.publish.proxy import CurveServer, load_curve_server
 
 __all__ = ["publish_extras", "load_publisher_curve", "create_keys"]
 
 
 def load_publisher_curve(secret_file: Path, clients_dir: Path) -> CurveServer:
     """The publisher's own key pair and its allowed clients; `ConfigError` naming the key if unusable."""
-    import zmq.auth
-
-    public, secret = _load_cert(Path(secret_file), "publish.curve_server_secret_key", need_secret=True)
-    clients_dir = Path(clients_dir)
-    if not clients_dir.is_dir():
-        raise ConfigError(f"key 'publish.curve_clients': folder '{clients_dir}' does not exist; give the folder "
-                          "that holds the allowed subscribers' public certificates (*.key)")
-    if not zmq.auth.load_certificates(str(clients_dir)):
-        raise ConfigError(f"key 'publish.curve_clients': folder '{clients_dir}' holds no public certificate; "
-                          "put each allowed subscriber's .key file there (vidinfer keys makes them)")
-    return CurveServer(public, secret, clients_dir)
+    return load_curve_server(secret_file, clients_dir, "publish.curve_server_secret_key",
+                             "key 'publish.curve_clients'", "subscriber", "vidinfer keys")
 
 
 def publish_extras(pub: Any) -> tuple[CurveServer | None, list[Any]]:
