@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vidinfer.config import PipelineSpec, StreamSpec, load_pipeline
+from vidinfer.config import PipelineSpec, load_pipeline
 from vidinfer.frame import Frame
 
 __all__ = ["run_bench", "run_live", "live_probe"]
@@ -508,8 +508,10 @@ def live_spec(pipeline: str | Path, workdir: Path, n: int, sample_fps: float) ->
     spec = prepare_spec(pipeline, workdir)
     keyframes = all(_keyframe_interval_s(s.url) <= 1.0 / sample_fps + 1e-6 for s in spec.streams)
     base = spec.streams
-    spec.streams = [StreamSpec(id=f"live-{i}", url=base[i % len(base)].url, realtime=True, loop=True, live=True,
-                               sample_fps=sample_fps, keyframes_only=keyframes) for i in range(n)]
+    # Each live stream keeps its file stream's other settings (queue size, options, threads).
+    spec.streams = [base[i % len(base)].model_copy(update={
+        "id": f"live-{i}", "realtime": True, "loop": True, "live": True, "sample_fps": sample_fps,
+        "keyframes_only": keyframes}) for i in range(n)]
     return spec, keyframes
 
 

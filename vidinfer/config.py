@@ -203,6 +203,9 @@ class TextSpec(_Spec):
     rec_model: str = "ppocr:rec"
     limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
     min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
+    interval_s: float = Field(default=0.0, ge=0, description="read each stream's text at most this often "
+                              "(stream seconds; 0: every analysed frame); between reads the brands read are "
+                              "held, moving with the camera, until the next read, a cut or a discontinuity")
     intra_op_threads: int = Field(default=0, ge=0)
 
 

@@ -198,7 +198,7 @@ class Pipeline:
                                 rec_model=t.rec_model,
                                 limit_side=t.limit_side, min_text_height=t.min_text_height,
                                 threads=t.intra_op_threads)
-        stage = BrandStage(matcher, self.classes, reader)
+        stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0)
         self.stages.append(stage)
         self.output_classes = stage.classes
         self.attribute_labels["source"] = SOURCE_LABELS

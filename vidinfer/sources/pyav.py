@@ -259,7 +259,7 @@ class PyAVSource:
                 self._last_pts_ns = max(self._last_pts_ns, end_ns)
                 skipped_pts = None
             self._passes += 1
-            if self.live or not produced or not self._loops_left():
+            if not produced or not self._loops_left():  # a live stream loops only when asked (simulated cameras)
                 return produced
             # Loop: restart the file; time and frame numbers carry on from where they were.
             self._continue_timeline(rate, frame_ns)

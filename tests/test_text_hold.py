@@ -1,0 +1,148 @@
+"""Reading text at an interval: camera motion measured between frames, brands held in between.
+
+The reader here is a scripted stand-in for PP-OCR (the stage's scheduling is under test, not the
+models; tests/test_ocr.py runs the real ones); frames are a real textured scene panned by known
+amounts, so the measured camera motion is checked against the truth.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vidinfer.analytics import Brand, BrandMatcher
+from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandStage
+from vidinfer.detections import Detections
+from vidinfer.frame import Frame
+from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.tracking.motion import MotionEstimator, phase_shift
+
+SRC_W, SRC_H = 1920, 1080  # source frames; the detector input (what the stage sees) is 640x360
+IN_W, IN_H = 640, 360
+STEP_NS = 500_000_000  # 2 analysed frames per second
+
+
+def scene(seed=0, width=2400, tint=(1.0, 1.0, 1.0)):
+    """A wide textured panorama (8x8 blocks of noise, a bright board), wider than one view."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((IN_H // 8 + 2, width // 8 + 2, 3))
+    img = np.kron(base, np.ones((8, 8, 1)))[:IN_H, :width]
+    img[100:160, 300 + 40 * seed:700 + 40 * seed] = 0.9  # a board
+    return (img * tint * 255).astype(np.uint8)
+
+
+def view(panorama, x):
+    """The detector input when the camera looks at panorama column x (in detector pixels)."""
+    return np.ascontiguousarray(panorama[:, x:x + IN_W])
+
+
+def frame(image, i, discontinuity=False, stream="cam"):
+    return Frame(stream, i, i * STEP_NS, 0, image, Letterbox.fit(SRC_W, SRC_H, IN_W, IN_H),
+                 discontinuity=discontinuity)
+
+
+class ScriptedReader:
+    """Reads 'VOLTA' at a fixed source box in the first frame it sees; records each call."""
+
+    def __init__(self, box=(900, 300, 1200, 420)):
+        self.calls: list[list[int]] = []
+        self.box = np.array([box], np.float32)
+
+    def __call__(self, frames):
+        self.calls.append([f.frame_no for f in frames])
+        return [SimpleNamespace(text=["VOLTA"], xyxy=self.box.copy(), score=np.array([0.95], np.float32))
+                for _ in frames]
+
+
+def stage(reader, interval_s):
+    return BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=interval_s)
+
+
+def test_phase_correlation_measures_a_known_pan_to_a_fraction_of_a_pixel():
+    pano = scene()
+    est = MotionEstimator(stride=4)
+    a = est.thumbnail(view(pano, 100))
+    for dx in (-48, -20, 0, 12, 36):
+        b = est.thumbnail(view(pano, 100 + dx))
+        shift = phase_shift(a, b)
+        assert shift is not None
+        # The camera moving right by dx moves content left by dx (in thumbnail pixels: dx / 4).
+        assert shift[0] == pytest.approx(-dx / 4, abs=0.5) and shift[1] == pytest.approx(0, abs=0.5)
+
+
+def test_phase_correlation_refuses_unrelated_images():
+    est = MotionEstimator(stride=4)
+    assert phase_shift(est.thumbnail(view(scene(1), 0)), est.thumbnail(view(scene(2), 0))) is None
+
+
+def test_text_is_read_once_per_interval_and_held_boxes_follow_the_pan():
+    pano, reader = scene(), ScriptedReader()
+    st = stage(reader, interval_s=2.0)
+    pan_per_frame = 10  # detector pixels per analysed frame = 30 source pixels
+    outs = []
+    for i in range(8):  # 4 s of stream
+        f = frame(view(pano, 50 + i * pan_per_frame), i)
+        outs += st([f], [Detections.empty()])
+    # Read at frame 0 (forced: nothing held yet), then whenever the hold ran out; never more
+    # often than every 2 s (4 frames) and at least once in every 2 s after the first hold.
+    read_frames = [c[0] for c in reader.calls]
+    assert read_frames[0] == 0 and len(read_frames) in (2, 3)
+    assert all(b - a >= 2 for a, b in zip(read_frames, read_frames[1:]))
+    assert all(b - a <= 4 for a, b in zip(read_frames, read_frames[1:]))
+    assert st.reads == len(read_frames)
+    last_read = 0
+    for i, out in enumerate(outs):
+        assert out.class_id.tolist() == [0]
+        src = out.attributes["source"].label_id[0]
+        if i in read_frames:
+            last_read = i
+            assert SOURCE_LABELS[src] == "text"
+            np.testing.assert_allclose(out.xyxy[0], reader.box[0])
+        else:
+            assert SOURCE_LABELS[src] == "text-held"
+            moved = (i - last_read) * pan_per_frame * 3  # source pixels the content moved left
+            np.testing.assert_allclose(out.xyxy[0], reader.box[0] - [moved, 0, moved, 0], atol=4)
+
+
+def test_a_cut_or_a_discontinuity_forces_a_read_and_nothing_is_held_across_it():
+    reader = ScriptedReader()
+    st = stage(reader, interval_s=10.0)
+    a, b = scene(1), scene(2, tint=(0.3, 0.9, 0.4))  # another camera: another shot, other colours
+    images = [view(a, 0), view(a, 4), view(b, 0), view(b, 4), view(b, 8)]
+    for i, img in enumerate(images):
+        st([frame(img, i, discontinuity=(i == 4))], [Detections.empty()])
+    # 0: first frame; 2: a cut to another shot; 4: a discontinuity (loop, reconnect).
+    assert [c[0] for c in reader.calls] == [0, 2, 4]
+
+
+def test_held_text_leaves_when_its_centre_leaves_the_frame():
+    pano, reader = scene(), ScriptedReader(box=(60, 300, 200, 420))  # near the left edge
+    st = stage(reader, interval_s=10.0)
+    outs = [st([frame(view(pano, 100 + i * 20), i)], [Detections.empty()])[0] for i in range(4)]
+    # The box's centre is at x = 130; each frame moves it 60 source px left: 70, 10, then -50.
+    assert [len(o) for o in outs] == [1, 1, 1, 0]
+    assert len(reader.calls) == 1
+
+
+def test_streams_read_in_one_batch_spread_their_next_reads():
+    pano, reader = scene(), ScriptedReader()
+    st = stage(reader, interval_s=2.0)
+    ids = [f"cam-{k}" for k in range(8)]
+    per_frame = []
+    for i in range(12):
+        frames = [frame(view(pano, 50 + i), i, stream=s) for s in ids]
+        before = st.reads
+        st(frames, [Detections.empty()] * len(frames))
+        per_frame.append(st.reads - before)
+    assert per_frame[0] == 8  # every stream's first read is in the first batch
+    # After that the 8 streams do not all read in the same batch again.
+    assert max(per_frame[1:]) < 8 and sum(per_frame[1:]) >= 8
+
+
+def test_interval_zero_reads_every_frame():
+    pano, reader = scene(), ScriptedReader()
+    st = stage(reader, interval_s=0.0)
+    for i in range(4):
+        (out,) = st([frame(view(pano, i), i)], [Detections.empty()])
+        assert SOURCE_LABELS[out.attributes["source"].label_id[0]] == "text"
+    assert len(reader.calls) == 4
