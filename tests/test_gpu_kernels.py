@@ -12,7 +12,6 @@ The `gpu`-marked test runs the CuPy launchers on a CUDA device (tools/gpu_check.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import shutil
 import subprocess
@@ -21,12 +20,18 @@ import sys
 import av
 import numpy as np
 import pytest
+from gpu_fakes import kernel_emulator
 
 from vidinfer.preprocess import gpu
 from vidinfer.preprocess.crops import crop_resize_yuv420, yuv_to_rgb_matrix
 from vidinfer.preprocess.letterbox import PAD_VALUE, Letterbox, fill_batch_slot
-from vidinfer.preprocess.reference import (crop_resize_nv12_reference, letterbox_nv12_reference,
-                                           normalisation_constants, nv12_from_rgb, nv12_to_yuv420)
+from vidinfer.preprocess.reference import (
+    crop_resize_nv12_reference,
+    letterbox_nv12_reference,
+    normalisation_constants,
+    nv12_from_rgb,
+    nv12_to_yuv420,
+)
 
 STANDARDS = list(itertools.product(["bt601", "bt709"], [False, True]))
 PAD = np.float32(PAD_VALUE / 255.0)
@@ -305,84 +310,10 @@ def test_crop_reference_equals_crops_module(standard, full_range):
 
 # --- 2. Kernel sources executed on the CPU ---------------------------------------------------------
 
-_STUB = r"""
-#include <math.h>
-#include <stddef.h>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-struct vi_dim3 { unsigned x, y, z; };
-static vi_dim3 blockIdx, threadIdx, blockDim, gridDim;
-"""
-_FP16_STUB = r"""
-#pragma once
-struct __half { _Float16 v; };
-static inline __half __float2half(float f) { __half h; h.v = (_Float16)f; return h; }
-"""
-_HARNESS = r"""
-#include "letterbox_nv12.cu"
-#include "crop_resize_nv12.cu"
-template <typename... A, typename... B>
-static void vi_launch(void (*k)(A...), unsigned gx, unsigned gy, unsigned bx, unsigned by, B... args) {
-  gridDim = {gx, gy, 1}; blockDim = {bx, by, 1};
-  for (unsigned a = 0; a < gy; ++a) for (unsigned b = 0; b < gx; ++b)
-    for (unsigned c = 0; c < by; ++c) for (unsigned d = 0; d < bx; ++d) {
-      blockIdx = {b, a, 0}; threadIdx = {d, c, 0}; k(args...);
-    }
-}
-#define LB_ARGS y_plane, y_pitch, uv_plane, uv_pitch, src_w, src_h, rx0, ry0, rw, rh, out, index, dst_w, \
-  dst_h, new_w, new_h, pad_x, pad_y, m00, m01, m02, m10, m11, m12, m20, m21, m22, o0, o1, o2, a0, a1, a2, \
-  b0, b1, b2, p0, p1, p2
-extern "C" void emu_letterbox_nv12_f32(unsigned gx, unsigned gy, unsigned bx, unsigned by,
-    VI_LETTERBOX_PARAMS(float)) { vi_launch(letterbox_nv12_f32, gx, gy, bx, by, LB_ARGS); }
-extern "C" void emu_letterbox_nv12_f16(unsigned gx, unsigned gy, unsigned bx, unsigned by,
-    VI_LETTERBOX_PARAMS(vi_half)) { vi_launch(letterbox_nv12_f16, gx, gy, bx, by, LB_ARGS); }
-extern "C" void emu_crop_resize_nv12_f32(unsigned gx, unsigned gy, unsigned bx, unsigned by,
-    const vi_u8* y_plane, int y_pitch, const vi_u8* uv_plane, int uv_pitch, int src_w, int src_h,
-    const float* boxes, int num_boxes, float* out, int out_h, int out_w,
-    float m00, float m01, float m02, float m10, float m11, float m12, float m20, float m21, float m22,
-    float o0, float o1, float o2) {
-  vi_launch(crop_resize_nv12_f32, gx, gy, bx, by, y_plane, y_pitch, uv_plane, uv_pitch, src_w, src_h,
-            boxes, num_boxes, out, out_h, out_w, m00, m01, m02, m10, m11, m12, m20, m21, m22, o0, o1, o2);
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """The .cu kernels compiled for the CPU: launch(name, grid, block, args) runs every thread."""
-    cxx = shutil.which("g++")
-    if cxx is None:
-        pytest.skip("g++ is not on PATH: cannot run the kernel sources on the CPU")
-    d = tmp_path_factory.mktemp("kernel_emulation")
-    (d / "inc").mkdir()
-    (d / "stub.h").write_text(_STUB)
-    (d / "inc" / "cuda_fp16.h").write_text(_FP16_STUB)
-    (d / "harness.cpp").write_text(_HARNESS)
-    # -ffp-contract=off: no fused multiply-add, like the launchers' --fmad=false.
-    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-ffp-contract=off", "-include", str(d / "stub.h"),
-           "-I", str(d / "inc"), "-I", str(gpu.KERNEL_DIR), str(d / "harness.cpp"), "-o", str(d / "emu.so")]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0 and "_Float16" in done.stderr:
-        pytest.skip("this g++ has no _Float16")
-    assert done.returncode == 0, done.stderr
-    lib = ctypes.CDLL(str(d / "emu.so"))
-
-    def launch(name, grid, block, args):
-        assert grid[2] == 1 and block[2] == 1
-        cargs = [ctypes.c_uint(v) for v in (grid[0], grid[1], block[0], block[1])]
-        for a in args:
-            if isinstance(a, np.ndarray):
-                cargs.append(ctypes.c_void_p(a.ctypes.data))
-            elif type(a) is np.int32:
-                cargs.append(ctypes.c_int(int(a)))
-            elif type(a) is np.float32:
-                cargs.append(ctypes.c_float(float(a)))
-            else:  # CuPy would pass a Python int as int64 and a float as float64: a launcher bug
-                raise TypeError(f"kernel argument of type {type(a).__name__}")
-        getattr(lib, "emu_" + name)(*cargs)
-
-    return launch
+    return kernel_emulator(tmp_path_factory.mktemp("kernel_emulation"))
 
 
 def _pitched(a: np.ndarray, extra: int) -> np.ndarray:

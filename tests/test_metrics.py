@@ -72,11 +72,19 @@ def test_metrics_count_what_the_pipeline_did_and_probes_follow_its_state():
     assert m[("vidinfer_inference_duration_seconds_count", ())] == report.batches
     assert m[("vidinfer_frame_latency_seconds_count", ())] == 120
     assert m[("vidinfer_streams", ())] == 2
-    # Naming rules: the prefix, counters end in _total, and no label but the stream (and a drop reason).
+    # Which backend each stage got, and the detector's own time (both backends export these).
+    assert m[("vidinfer_device_info", (("device", "cpu"),))] == 1
+    assert m[("vidinfer_backend_info", (("backend", "onnxruntime (CPU)"), ("stage", "detector")))] == 1
+    assert m[("vidinfer_backend_info", (("backend", "pyav (FFmpeg software decode)"), ("stage", "decoder")))] == 1
+    assert m[("vidinfer_detector_duration_seconds_count", ())] == report.batches
+    assert not any(name.startswith("vidinfer_nvdec") for name, _ in m)  # GPU-only counters
+    # Naming rules: the prefix, counters end in _total, and no label but the stream (and a drop
+    # reason); the two info gauges label what they describe.
+    info_labels = {"vidinfer_backend_info": {"stage", "backend"}, "vidinfer_device_info": {"device"}}
     for fam in text_string_to_metric_families(text):
         assert fam.name.startswith("vidinfer_"), fam.name
         for s in fam.samples:
-            assert set(s.labels) <= {"stream", "reason", "le"}, (s.name, s.labels)
+            assert set(s.labels) <= {"stream", "reason", "le"} | info_labels.get(fam.name, set()), (s.name, s.labels)
             if fam.type == "counter":
                 assert s.name.endswith(("_total", "_created")), s.name
 

@@ -5,10 +5,10 @@ The real decoder has not run on GPU hardware."""
 from types import SimpleNamespace
 
 import av
-import numpy as np
 import pytest
-
+from gpu_fakes import FakeCupy, FakeNvc
 from ground_truth import CLIPS
+
 from vidinfer.sources.nvdec import NvdecDecoder, annexb_filter, annexb_packets
 
 
@@ -20,40 +20,6 @@ def test_mp4_h264_packets_become_annexb_and_every_frame_is_kept():
     assert len(out) == 100
     assert all(bytes(p)[:4] == b"\x00\x00\x00\x01" for p in out)  # start codes, not length prefixes
     assert out[0].is_keyframe and out[0].pts == 0
-
-
-class FakeNvc:
-    """Stands in for PyNvVideoCodec: records PacketData fields, returns one frame per packet."""
-
-    cudaVideoCodec = SimpleNamespace(H264="H264", HEVC="HEVC")
-    OutputColorType = SimpleNamespace(NATIVE="NATIVE")
-
-    def __init__(self, fail_on: int | None = None):
-        self.created, self.seen, self.fail_on = [], [], fail_on
-
-    class PacketData:
-        bsl_data = 0
-        bsl = 0
-        pts = 0
-
-    def CreateDecoder(self, **kw):
-        self.created.append(kw)
-        fake = self
-
-        class Decoder:
-            def Decode(self, pd):
-                fake.seen.append((pd.bsl_data, pd.bsl, pd.pts))
-                if fake.fail_on is not None and len(fake.seen) == fake.fail_on:
-                    raise RuntimeError("CUVID_ERROR")
-                return [SimpleNamespace(getPTS=lambda pts=pd.pts: pts, nv12=np.full((6, 4), pd.pts % 256))] if pd.bsl else []
-
-        return Decoder()
-
-
-class FakeCupy:
-    @staticmethod
-    def from_dlpack(frame):
-        return frame.nv12
 
 
 def test_decoder_is_fed_packet_buffers_and_copies_frames_out_with_fake_pynvvideocodec():

@@ -6,8 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from gpu_fakes import FakeTensorRT
 
-from vidinfer.engines.tensorrt import BuildSettings, build_serialized_engine, engine_cache_key
+from vidinfer.engines.tensorrt import (
+    BuildSettings,
+    build_serialized_engine,
+    engine_cache_key,
+)
 from vidinfer.errors import ModelError
 
 SETTINGS = BuildSettings(model_sha256="ab" * 32, tensorrt_version="10.16.1", gpu_name="NVIDIA H200",
@@ -21,87 +26,6 @@ def test_cache_key_is_stable_and_changes_with_everything_a_plan_depends_on():
     for change in [dict(model_sha256="cd" * 32), dict(tensorrt_version="11.4.0"), dict(gpu_name="Tesla T4"),
                    dict(compute_capability="7.5"), dict(max_batch=16), dict(height=320)]:
         assert engine_cache_key(replace(SETTINGS, **change)) != key, change
-
-
-class FakeTensorRT:
-    """Records what the build asks of TensorRT; stands in for the `tensorrt` module."""
-
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, level):
-            self.level = level
-
-    class MemoryPoolType:
-        WORKSPACE = "workspace"
-
-    def __init__(self, parse_ok=True, plan=b"PLAN"):
-        self.calls = []
-        self.parse_ok, self.plan = parse_ok, plan
-        fake = self
-
-        class Parser:
-            num_errors = 0 if parse_ok else 1
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse_from_file(self, path):
-                fake.calls.append(("parse", Path(path).name))
-                return fake.parse_ok
-
-            def get_error(self, i):
-                return "In node 3 (Resize): unsupported mode"
-
-        class Profile:
-            def set_shape(self, name, lo, opt, hi):
-                fake.calls.append(("profile", name, lo, opt, hi))
-
-        class TimingCache:
-            def __init__(self, blob):
-                self.blob = blob
-
-            def serialize(self):
-                return self.blob + b"+new"
-
-        class Config:
-            builder_optimization_level = None
-
-            def set_memory_pool_limit(self, pool, size):
-                fake.calls.append(("pool", pool, size))
-
-            def add_optimization_profile(self, p):
-                fake.calls.append(("add_profile",))
-
-            def create_timing_cache(self, blob):
-                return TimingCache(blob)
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                self.cache = cache
-                fake.calls.append(("timing_cache", cache.blob, ignore_mismatch))
-
-            def get_timing_cache(self):
-                return self.cache
-
-        class Builder:
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                fake.calls.append(("network", flags))
-                return object()
-
-            def create_builder_config(self):
-                fake.config = Config()
-                return fake.config
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                return fake.plan
-
-        self.OnnxParser, self.Builder = Parser, Builder
 
 
 def test_build_uses_one_batch_profile_and_the_timing_cache_with_fake_tensorrt(tmp_path):

@@ -444,13 +444,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from vidinfer.devices import capabilities, select_device
+    from vidinfer.devices import capabilities, plan_device
 
     for cap in capabilities():
         mark = "yes" if cap.available else "no "
         print(f"{cap.kind:<8} {cap.name:<26} {mark}  {cap.detail}")
-    device, reason = select_device("auto")
-    print(f"device = 'auto' runs on: {device} ({reason})")
+    plan = plan_device("auto")
+    print(f"device = 'auto' runs on: {plan.device} ({plan.reason})")
+    for stage, backend in plan.stages.items():
+        print(f"  {stage:<14} {backend}")
     return EXIT_OK
 
 

@@ -237,11 +237,20 @@ class BrandImpactSpec(_Spec):
         return brands
 
 
+class GpuSpec(_Spec):
+    """The GPU backend's settings (used when the pipeline runs on the GPU)."""
+
+    device_id: int = Field(default=0, ge=0, description="CUDA device ordinal")
+    engine_cache_dir: Optional[Path] = Field(default=None, description="TensorRT engine cache folder "
+                                             "(default: $VIDINFER_ENGINE_CACHE or ~/.cache/vidinfer/engines)")
+
+
 class PipelineSpec(_Spec):
     """A whole pipeline: streams, models, batching and publishing."""
 
     name: str = "pipeline"
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    gpu: GpuSpec = Field(default_factory=GpuSpec)
     max_batch_size: int = Field(default=8, ge=1)
     max_delay_ms: float = Field(default=20.0, ge=0, le=60_000, description="at most a minute")
     streams: list[StreamSpec] = Field(min_length=1)
@@ -351,6 +360,8 @@ def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
             m.model = rel(m.model) or m.model
         if m.labels_file is not None:
             m.labels_file = rel(m.labels_file) or m.labels_file
+    if spec.gpu.engine_cache_dir is not None:
+        spec.gpu.engine_cache_dir = rel(spec.gpu.engine_cache_dir) or spec.gpu.engine_cache_dir
 
 
 def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:

@@ -8,7 +8,31 @@ from typing import Any
 
 from vidinfer.preprocess.letterbox import Letterbox
 
-__all__ = ["Frame", "StreamEvent", "StreamState"]
+__all__ = ["DeviceNV12", "Frame", "StreamEvent", "StreamState"]
+
+
+@dataclass(eq=False)
+class DeviceNV12:
+    """A decoded frame left in GPU memory (the GPU backend's `Frame.image`).
+
+    Attributes:
+        data: CuPy uint8 (1.5 * height, width) NV12: luma rows, then interleaved U, V rows.
+        width, height: the frame's size in pixels.
+        standard: the colour matrix, "bt601" or "bt709", from the stream's colour information.
+        full_range: True for full-range (JPEG) YUV, False for studio range (16..235).
+    """
+
+    data: Any
+    width: int
+    height: int
+    standard: str = "bt601"
+    full_range: bool = False
+
+    def colour(self) -> tuple[Any, Any]:
+        """(3x3 matrix, offsets) turning this frame's YUV into RGB (`yuv_to_rgb_matrix`)."""
+        from vidinfer.preprocess.crops import yuv_to_rgb_matrix
+
+        return yuv_to_rgb_matrix(self.standard, self.full_range)
 
 
 @dataclass(eq=False)
@@ -21,7 +45,8 @@ class Frame:
             across loops), so skipped frames leave visible gaps.
         pts_ns: presentation time in integer nanoseconds (monotonic across loops).
         capture_ns: wall-clock time (ns since the epoch) when the frame was decoded.
-        image: the detector input: resized RGB, HxWx3 uint8, NumPy or CuPy.
+        image: the detector input: resized RGB, HxWx3 uint8 (CPU backend), or the whole decoded
+            frame in GPU memory, a `DeviceNV12` (GPU backend).
         letterbox: where ``image`` sits in the model input and how to map boxes back.
         source: the decoder's full-resolution frame, for crops of secondary stages.
         discontinuity: True for the first frame after a loop, seek or reconnect.

@@ -9,7 +9,14 @@ One HTTP endpoint per process (``vidinfer run --metrics-port 9100`` or ``[metric
   stream has connected (a shard with no streams is ready once it runs), else 503.
 
 Naming follows Prometheus' rules: ``vidinfer_`` prefix, base units (seconds), ``_total`` on
-counters, and the only label is the stream id (plus a drop ``reason``): no per-object labels.
+counters, and the only label is the stream id (plus a drop ``reason``, and ``stage``/``backend``
+on the one info gauge `vidinfer_backend_info`): no per-object labels.
+
+Backend metrics (both backends, so dashboards work on either): ``vidinfer_backend_info{stage,
+backend}`` says which backend each stage got (decoder, preprocessing, detector, classifiers) and
+``vidinfer_device_info{device}`` the device; ``vidinfer_detector_duration_seconds`` times the
+detector alone. GPU backend only: ``vidinfer_nvdec_frames_decoded_total{stream}`` and
+``vidinfer_decoder_recreations_total{stream}`` (NVDEC decoders re-created after an error).
 
 Cost on the hot path: counters are not incremented per frame at all. The pipeline already keeps
 them (decoder, queue, report and publisher counters); a custom collector reads them at scrape
@@ -67,6 +74,12 @@ class _PipelineCollector(Collector):
             "full: the pipeline is behind), reason=not_sampled (skipped by sample_fps).", labels=["stream", "reason"])
         errors = CounterMetricFamily("vidinfer_decode_errors", "Damaged packets the decoder skipped.",
                                      labels=["stream"])
+        gpu = p.device == "gpu"
+        nvdec = CounterMetricFamily("vidinfer_nvdec_frames_decoded", "Frames the NVDEC hardware decoder produced.",
+                                    labels=["stream"])
+        recreations = CounterMetricFamily("vidinfer_decoder_recreations",
+                                          "NVDEC decoders re-created after a decoder error (only that stream's).",
+                                          labels=["stream"])
         reconnects = CounterMetricFamily("vidinfer_stream_reconnects", "Reconnection attempts.", labels=["stream"])
         up = GaugeMetricFamily("vidinfer_stream_up", "1 while the stream is connected (or degraded), else 0.",
                                labels=["stream"])
@@ -83,11 +96,25 @@ class _PipelineCollector(Collector):
             if not src.spec.keyframes_only:  # keyframes_only decodes only what it keeps
                 dropped.add_metric([sid, "not_sampled"], max(0, st.decoded - st.queued))
             errors.add_metric([sid], st.decode_errors)
+            if gpu:
+                nvdec.add_metric([sid], st.decoded)
+                recreations.add_metric([sid], st.decoder_recreations)
             reconnects.add_metric([sid], st.reconnects)
             up.add_metric([sid], 1.0 if st.state in _UP_STATES else 0.0)
             depth.add_metric([sid], src.queue.depth)
             capacity.add_metric([sid], src.queue.capacity)
         yield from (decoded, analysed, dropped, errors, reconnects, up, depth, capacity)
+        if gpu:
+            yield from (nvdec, recreations)
+        backend = GaugeMetricFamily("vidinfer_backend_info", "1 for the backend each stage runs on.",
+                                    labels=["stage", "backend"])
+        for stage, name in p.report.stages.items():
+            backend.add_metric([stage, name], 1.0)
+        yield backend
+        device = GaugeMetricFamily("vidinfer_device_info", "1 for the device the pipeline runs on (cpu or gpu).",
+                                   labels=["device"])
+        device.add_metric([p.device], 1.0)
+        yield device
 
         pub = p.publisher
         sent = pub.sent if pub is not None else p.report.messages_sent
@@ -116,6 +143,10 @@ class PipelineMetrics:
         self.inference = Histogram("vidinfer_inference_duration_seconds",
                                    "Time of one batch through the detector and every secondary stage.",
                                    buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.detector = Histogram("vidinfer_detector_duration_seconds",
+                                  "Time of one batch through the detector alone: filling its input to its outputs "
+                                  "on the host (GPU: may overlap the previous batch's post-processing).",
+                                  buckets=INFERENCE_BUCKETS, registry=self.registry)
         self.latency = Histogram("vidinfer_frame_latency_seconds",
                                  "End-to-end latency of a frame: decoded to its result published.",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -126,10 +157,12 @@ class PipelineMetrics:
     def batch_started(self) -> None:
         self._busy_since = time.monotonic()
 
-    def batch_done(self, frames: Sequence[Any], inference_s: float) -> None:
+    def batch_done(self, frames: Sequence[Any], inference_s: float, detector_s: float | None = None) -> None:
         self._busy_since = None
         self.batch_size.observe(len(frames))
         self.inference.observe(inference_s)
+        if detector_s is not None:
+            self.detector.observe(detector_s)
         now = time.monotonic()
         for f in frames:
             self.latency.observe(now - f.decoded_at)

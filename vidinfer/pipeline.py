@@ -6,6 +6,9 @@ classifiers -> publisher and callbacks.
 
 Threads: one per stream (demux, decode, resize: FFmpeg releases the GIL) and the caller's thread,
 which batches, runs the models and publishes. ONNX Runtime also releases the GIL while it runs.
+
+What differs between the CPU and the GPU backend (decoding, filling the batch tensor, engines,
+crops, host copies of frames) lives in `vidinfer.backends`; ``device`` picks one per pipeline.
 """
 
 from __future__ import annotations
@@ -26,16 +29,14 @@ from vidinfer.analytics.exposure import ExposureAnalytics
 from vidinfer.batching import Batch, Batcher
 from vidinfer.config import PipelineSpec, TrackerSpec, check_files, load_pipeline
 from vidinfer.detections import Detections
-from vidinfer.devices import select_device
-from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
+from vidinfer.backends import make_backend
+from vidinfer.devices import plan_device
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.models.classifier import ClassifierAdapter, SecondaryClassifier
 from vidinfer.models.yolo import YoloAdapter
-from vidinfer.preprocess.letterbox import fill_batch_slot
 from vidinfer.publish.publisher import Publisher
 from vidinfer.publish.wire import Kind, detections_body
 from vidinfer.sharding import apply_shard
-from vidinfer.sources.pyav import PyAVSource
 from vidinfer.tracking import TrackerStage
 
 __all__ = ["Pipeline", "RunReport", "StreamReport"]
@@ -61,6 +62,7 @@ class StreamReport:
     frames_analysed: int = 0  # frames that went through the models and were published
     frames_dropped: int = 0  # live frames dropped because the pipeline was behind
     decode_errors: int = 0
+    decoder_recreations: int = 0  # hardware decoders re-created after an error (GPU backend)
     reconnects: int = 0
 
 
@@ -71,6 +73,7 @@ class RunReport:
     streams: dict[str, StreamReport] = field(default_factory=dict)
     device: str = "cpu"
     device_reason: str = ""
+    stages: dict[str, str] = field(default_factory=dict)  # backend of each stage: decoder, detector, ...
     batches: int = 0
     frames: int = 0
     elapsed_s: float = 0.0
@@ -119,11 +122,13 @@ class Pipeline:
         self.metrics: Any = None  # vidinfer.metrics.PipelineMetrics when attached (histogram hooks)
         self.running = False  # publisher up and sources started: what /readyz waits for
         self.on_result = on_result
-        self.device, self.device_reason = select_device(self.spec.device)
+        self.plan = plan_device(self.spec.device)  # ConfigError when device = "gpu" cannot be had
+        self.device, self.device_reason = self.plan.device, self.plan.reason
         self._stop = threading.Event()
         self._interrupted = False
         self._latencies: deque[float] = deque(maxlen=100_000)
-        self.report = RunReport(device=self.device, device_reason=self.device_reason)
+        self.report = RunReport(device=self.device, device_reason=self.device_reason, stages=dict(self.plan.stages))
+        self.backend = make_backend(self.plan, self.spec.gpu)
         self._build()
 
     @classmethod
@@ -136,18 +141,22 @@ class Pipeline:
         check_files(spec, f"pipeline {spec.name!r}")
         det = spec.detector
         self.classes = det.class_names()
-        self.detector = OnnxRuntimeEngine(det.model, det.input_size, det.intra_op_threads, role="detector model")
+        backend = self.backend
+        self.detector = backend.make_engine(det.model, det.input_size, det.intra_op_threads, "detector model",
+                                            spec.max_batch_size)
         self.adapter = YoloAdapter(self.classes, det.layout, det.conf_threshold, det.iou_threshold,
                                    det.max_detections, det.output)
         self.adapter.bind(self.detector.output_shapes, f"detector model {det.model.name!r}")
-        # Stages run in order on each batch: (frames, detections) -> detections.
+        # Stages run in order on each batch: (frames, detections) -> detections. Those in
+        # _host_stages read pixels on the CPU: on the GPU backend they get host copies of the frames.
         self.stages: list[Any] = []
+        self._host_stages: set[int] = set()
         self.classifiers: list[SecondaryClassifier] = []
         self.attribute_labels: dict[str, list[str]] = {}
         for c in spec.classifiers:
             labels = c.label_names()
-            engine = OnnxRuntimeEngine(c.model, c.input_size, c.intra_op_threads,
-                                       role=f"classifier {c.name!r} model")
+            engine = backend.make_engine(c.model, c.input_size, c.intra_op_threads, f"classifier {c.name!r} model",
+                                         c.max_batch_size)
             operate_on = None
             if c.operate_on_classes is not None:
                 unknown = [n for n in c.operate_on_classes if n not in self.classes]
@@ -158,7 +167,7 @@ class Pipeline:
                                       f"the detector does not have (its classes: {self.classes})")
                 operate_on = [self.classes.index(n) for n in c.operate_on_classes]
             self.classifiers.append(SecondaryClassifier(c.name, engine, ClassifierAdapter(labels, c.softmax, c.output),
-                                                        operate_on, c.min_size, c.max_batch_size))
+                                                        operate_on, c.min_size, c.max_batch_size, backend.crops))
             self.attribute_labels[c.name] = labels
         self.stages += self.classifiers
         self.output_classes = self.classes  # what class_id indexes in published results
@@ -168,6 +177,8 @@ class Pipeline:
         self.tracked = tracker is not None
         if tracker is not None:
             self.stages.append(TrackerStage(**tracker.model_dump()))
+            if tracker.detect_cuts:  # cut detection compares thumbnails of the frames
+                self._host_stages.add(id(self.stages[-1]))
         inp = self.detector.input
         self.batcher = Batcher(spec.max_batch_size, spec.max_delay_ms)
         # Many streams share few cores: one decoder thread each. A single stream may use more.
@@ -175,11 +186,14 @@ class Pipeline:
         self.sources = []
         for s in spec.streams:
             q = self.batcher.add_stream(s.id, s.queue_size, drop_oldest=s.is_live)
-            self.sources.append(PyAVSource(s, (inp.width, inp.height), q, self._stop, threads,
-                                           keep_source=bool(self.classifiers) or reads_text))
+            self.sources.append(backend.make_source(s, (inp.width, inp.height), q, self._stop, threads,
+                                                    bool(self.classifiers) or reads_text))
             self.report.streams[s.id] = StreamReport(s.id)
         slots = inp.padded_size(spec.max_batch_size)
-        self._batch = np.empty((slots, 3, inp.height, inp.width), inp.dtype)
+        # Two batch tensors when the backend overlaps batch k+1's preparation with batch k's run.
+        self._batches = [backend.new_batch(inp, slots) for _ in range(2 if backend.pipelined else 1)]
+        self._batch = self._batches[0]
+        self._launched = 0
         self.publisher: Publisher | None = None
 
     def _build_brand_impact(self) -> bool:
@@ -200,6 +214,8 @@ class Pipeline:
                                 threads=t.intra_op_threads)
         stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0)
         self.stages.append(stage)
+        if reader is not None:  # OCR and its camera-motion thumbnails read pixels on the CPU
+            self._host_stages.add(id(stage))
         self.output_classes = stage.classes
         self.attribute_labels["source"] = SOURCE_LABELS
         self.analytics = ExposureAnalytics(stage.classes, bi.publish_interval_s, bi.min_track_frames,
@@ -228,8 +244,8 @@ class Pipeline:
                 if not self.publisher.wait_for_subscribers(pub.wait_for_subscribers, pub.wait_timeout_s):
                     log.warning("only %d of %d subscriptions arrived within %.1f s; starting anyway",
                                 self.publisher.subscriptions, pub.wait_for_subscribers, pub.wait_timeout_s)
-        log.info("pipeline %s: %d streams on %s (%s)", self.spec.name, len(self.sources), self.device,
-                 self.device_reason)
+        log.info("pipeline %s: %d streams on %s (%s); %s", self.spec.name, len(self.sources), self.device,
+                 self.device_reason, "; ".join(f"{k}: {v}" for k, v in self.report.stages.items()))
         try:
             for src in self.sources:
                 src.start()
@@ -265,29 +281,57 @@ class Pipeline:
         self.batcher.stop()
 
     def _loop(self) -> None:
+        """Launch each batch, then finish it; a pipelined backend (GPU) finishes batch k after
+        launching k+1 when k+1 was already waiting, so k+1's preprocessing and inference overlap
+        k's post-processing and publishing; otherwise (idle, or the CPU backend) at once."""
+        pending: tuple[Batch, Any, float] | None = None
         while (batch := self.batcher.next_batch()) is not None:
-            self._process(batch)
+            launched = self._launch(batch)
+            if pending is not None:
+                self._complete(*pending)
+            pending = launched
+            if not self.backend.pipelined or not any(q.depth for q in self.batcher.queues):
+                self._complete(*pending)
+                pending = None
+        if pending is not None:
+            self._complete(*pending)
 
     def _process(self, batch: Batch) -> None:
+        """One batch from start to finish (no overlap)."""
+        self._complete(*self._launch(batch))
+
+    def _launch(self, batch: Batch) -> tuple[Batch, Any, float]:
+        """Fill the batch tensor and start the detector; events wait for `_complete`, in order."""
+        if not batch.frames:
+            return batch, None, 0.0
+        if self.metrics is not None:
+            self.metrics.batch_started()
+        t0 = time.perf_counter()
+        tensor = self._batches[self._launched % len(self._batches)]
+        self._launched += 1
+        return batch, self.backend.launch(self.detector, tensor, batch.frames), t0
+
+    def _complete(self, batch: Batch, run: Any, t0: float) -> None:
         for ev in batch.events_before:
             self._on_event(ev)
         frames = batch.frames
         if frames:
             n = len(frames)
-            if self.metrics is not None:
-                self.metrics.batch_started()
-            t0 = time.perf_counter()
-            for i, f in enumerate(frames):
-                fill_batch_slot(self._batch, i, f.image, f.letterbox)
-            outputs = self.detector.run(self._batch[: self.detector.input.padded_size(n)])
+            outputs = run.outputs()
+            detector_s = time.perf_counter() - t0
             detections = self.adapter.decode(outputs, [f.letterbox for f in frames])
+            host: Sequence[Frame] | None = None
             for stage in self.stages:
-                detections = stage(frames, detections)
+                if id(stage) in self._host_stages:
+                    host = host if host is not None else self.backend.host_frames(frames)
+                    detections = stage(host, detections)
+                else:
+                    detections = stage(frames, detections)
             inference_s = time.perf_counter() - t0
             for f, d in zip(frames, detections):
                 self._publish_result(f, d)
             if self.metrics is not None:
-                self.metrics.batch_done(frames, inference_s)
+                self.metrics.batch_done(frames, inference_s, detector_s)
             self.report.batches += 1
             self.report.frames += n
         for ev in batch.events_after:
@@ -342,6 +386,7 @@ class Pipeline:
             s.frames_decoded = src.stats.decoded
             s.frames_dropped = src.queue.dropped
             s.decode_errors = src.stats.decode_errors
+            s.decoder_recreations = src.stats.decoder_recreations
             s.reconnects = src.stats.reconnects
             if src.alive:  # did not stop in time; say so rather than hang
                 s.state, s.reason = StreamState.FAILED.value, "source did not stop within the shutdown timeout"
@@ -354,6 +399,7 @@ class Pipeline:
             self.publisher = None
         for engine in [self.detector, *(st.engine for st in self.classifiers)]:
             engine.close()
+        self.backend.close()
         bi = self.spec.brand_impact
         if self.analytics is not None and bi is not None and bi.report_dir is not None:
             from vidinfer.analytics.report import write_report

@@ -154,7 +154,9 @@ class TensorRTEngine:
         self._stream = cp.cuda.Stream(non_blocking=True)
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self.output_names = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.output_shapes = {n: tuple(self._engine.get_tensor_shape(n)) for n in self.output_names}
+        # -1 marks a dynamic dimension in TensorRT; the adapters expect None, like ONNX Runtime's names.
+        self.output_shapes = {n: tuple(d if d >= 0 else None for d in self._engine.get_tensor_shape(n))
+                              for n in self.output_names}
         self._slot = 0
         self._outputs: list[dict[str, Any]] = [{}, {}]  # double-buffered output sets
 
@@ -171,10 +173,13 @@ class TensorRTEngine:
         _atomic_write(timing_path, timing)
         return plan
 
-    def run_async(self, batch: Any) -> tuple[dict[str, Any], Any]:
+    def run_async(self, batch: Any, after: Any = None) -> tuple[dict[str, Any], Any]:
         """Enqueue ``batch`` (a CuPy (n, C, H, W) array); returns (outputs, event). Read outputs after
-        ``event.synchronize()``. ``batch`` must stay alive and unchanged until then."""
+        ``event.synchronize()``. ``batch`` must stay alive and unchanged until then. ``after``: a CUDA
+        event (e.g. recorded after the kernels that wrote ``batch``) this engine's stream waits for."""
         trt, cp = self._trt, self._cp
+        if after is not None:
+            self._stream.wait_event(after)
         n = len(batch)
         ctx = self._context
         ctx.set_input_shape(self.input.name, tuple(batch.shape))

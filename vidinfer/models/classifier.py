@@ -6,7 +6,7 @@ of 8 frames with 40 boxes costs a few classifier runs, not 40.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,9 +16,9 @@ from vidinfer.engines.base import Engine
 from vidinfer.errors import ModelError
 from vidinfer.models.outputs import select_output
 from vidinfer.frame import Frame
-from vidinfer.preprocess.crops import crop_resize_rgb, crop_resize_yuv420
+from vidinfer.preprocess.crops import colour_standard, crop_resize_rgb, crop_resize_yuv420
 
-__all__ = ["ClassifierAdapter", "SecondaryClassifier", "frame_crops"]
+__all__ = ["ClassifierAdapter", "SecondaryClassifier", "frame_crops", "host_crops"]
 
 
 class ClassifierAdapter:
@@ -64,11 +64,16 @@ class SecondaryClassifier:
         operate_on: detector class ids whose boxes are classified; None means all.
         min_size: boxes narrower or shorter than this (source pixels) are skipped.
         max_batch_size: crops per engine run.
+        crops: makes the model input from the selected boxes of each frame:
+            ``crops(frames, boxes per frame, height, width, dtype)`` -> (total, 3, h, w) array of
+            the engine's array type; `host_crops` (NumPy) by default, the GPU backend's own on GPU.
     """
 
     def __init__(self, name: str, engine: Engine, adapter: ClassifierAdapter,
-                 operate_on: Sequence[int] | None = None, min_size: float = 0.0, max_batch_size: int = 32):
+                 operate_on: Sequence[int] | None = None, min_size: float = 0.0, max_batch_size: int = 32,
+                 crops: Callable[..., Any] | None = None):
         self.name = name
+        self.crops = crops or host_crops
         self.engine = engine
         self.adapter = adapter
         self.operate_on = None if operate_on is None else np.asarray(sorted(operate_on), np.int32)
@@ -92,14 +97,8 @@ class SecondaryClassifier:
             for d in detections:
                 out.append(d.with_attribute(self.name, _unlabelled(len(d))))
             return out
-        crops = np.empty((total, inp.height, inp.width, 3), np.float32)
-        k = 0
-        for frame, det, mask in zip(frames, detections, masks):
-            m = int(mask.sum())
-            if m:
-                crops[k:k + m] = frame_crops(frame, det.xyxy[mask], inp.height, inp.width)
-                k += m
-        tensor = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=inp.dtype)
+        tensor = self.crops(frames, [d.xyxy[m] for d, m in zip(detections, masks)], inp.height, inp.width,
+                            inp.dtype)
         labels, scores = [], []
         for start in range(0, total, self.max_batch_size):
             lab, sc = self.adapter.decode(self.engine.run(tensor[start:start + self.max_batch_size]))
@@ -115,6 +114,19 @@ class SecondaryClassifier:
             k += m
             out.append(det.with_attribute(self.name, attr))
         return out
+
+
+def host_crops(frames: Sequence[Frame], boxes: Sequence[np.ndarray], out_h: int, out_w: int,
+               dtype: Any = np.float32) -> np.ndarray:
+    """(total, 3, out_h, out_w) NumPy crops of every frame's boxes (source pixels), in order."""
+    total = sum(len(b) for b in boxes)
+    crops = np.empty((total, out_h, out_w, 3), np.float32)
+    k = 0
+    for frame, xyxy in zip(frames, boxes):
+        if len(xyxy):
+            crops[k:k + len(xyxy)] = frame_crops(frame, xyxy, out_h, out_w)
+            k += len(xyxy)
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=dtype)
 
 
 def _unlabelled(n: int) -> Attribute:
@@ -140,14 +152,5 @@ def frame_crops(frame: Frame, xyxy: np.ndarray, out_h: int, out_w: int) -> Any:
     if fmt not in _YUV420:
         return crop_resize_rgb(src.to_ndarray(format="rgb24"), xyxy, out_h, out_w)
     planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in src.planes]
-    full = _YUV420[fmt] or "JPEG" in str(getattr(src, "color_range", "")).upper() or getattr(src, "color_range", 0) == 2
-    standard = "bt709" if _colorspace_is_709(src) else "bt601"
-    return crop_resize_yuv420(*planes, xyxy, out_h, out_w, standard=standard, full_range=bool(full))
-
-
-def _colorspace_is_709(src: Any) -> bool:
-    cs = getattr(src, "colorspace", None)
-    try:
-        return int(cs) == 1  # AVCOL_SPC_BT709
-    except (TypeError, ValueError):
-        return False
+    standard, full = colour_standard(getattr(src, "colorspace", None), getattr(src, "color_range", None), fmt)
+    return crop_resize_yuv420(*planes, xyxy, out_h, out_w, standard=standard, full_range=full)

@@ -14,7 +14,7 @@ import numpy as np
 
 from vidinfer._xp import array_module
 
-__all__ = ["crop_resize_rgb", "crop_resize_yuv420", "yuv_to_rgb_matrix"]
+__all__ = ["colour_standard", "crop_resize_rgb", "crop_resize_yuv420", "yuv_to_rgb_matrix"]
 
 
 def _sample_grid(xyxy: Any, out_h: int, out_w: int, xp: Any) -> tuple[Any, Any]:
@@ -58,6 +58,24 @@ def crop_resize_rgb(image: Any, xyxy: Any, out_h: int, out_w: int) -> Any:
 
 # Rows convert (Y, U, V) with U, V centred on 0 to RGB; the studio-range offsets are applied first.
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+def colour_standard(colorspace: Any, color_range: Any, pix_fmt: str = "") -> tuple[str, bool]:
+    """(standard, full_range) from FFmpeg's colour tags (a frame's or a codec context's).
+
+    BT.709 only when tagged so (AVCOL_SPC_BT709 = 1); everything else, untagged included, is
+    BT.601, as swscale assumes. Full range when tagged JPEG (AVCOL_RANGE_JPEG = 2) or yuvj*.
+    """
+    try:
+        standard = "bt709" if int(colorspace) == 1 else "bt601"
+    except (TypeError, ValueError):
+        standard = "bt601"
+    full = pix_fmt.startswith("yuvj") or "JPEG" in str(color_range).upper()
+    try:
+        full = full or int(color_range) == 2
+    except (TypeError, ValueError):
+        pass
+    return standard, full
 
 
 def yuv_to_rgb_matrix(standard: str = "bt601", full_range: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.preprocess.letterbox import Letterbox
 from vidinfer.sources.urls import redact_url
 
-__all__ = ["PyAVSource", "SourceStats"]
+__all__ = ["DecodeError", "PyAVSource", "SoftwareDecoding", "SourceStats", "UnsupportedInput"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class SourceStats:
     decoded: int = 0  # frames out of the decoder
     queued: int = 0  # frames selected for analysis and handed to the queue
     decode_errors: int = 0  # packets the decoder rejected
+    decoder_recreations: int = 0  # hardware decoders re-created after an error (NVDEC)
     reconnects: int = 0
     state: StreamState = StreamState.CONNECTING
     reason: str = ""
@@ -57,6 +58,50 @@ class _Refused(Exception):
     """The input can never be analysed (codec, size): fail the stream at once, never retry."""
 
 
+class DecodeError(Exception):
+    """A decoding strategy could not decode a packet (damaged data); the stream goes on."""
+
+
+class UnsupportedInput(Exception):
+    """A decoding strategy can never decode this stream (e.g. a codec NVDEC lacks)."""
+
+
+class SoftwareDecoding:
+    """FFmpeg's software decoder, frames resized to the detector input by one swscale pass.
+
+    A *decoding strategy*: `PyAVSource` demuxes, samples, paces and reconnects; the strategy turns
+    packets into frames and frames into the `Frame` image. `vidinfer.sources.nvdec.NvdecDecoding`
+    is the GPU one.
+    """
+
+    name = "pyav"
+
+    def __init__(self, keep_source: bool = False):
+        self.keep_source = keep_source
+        self.recreations = 0
+
+    def open(self, stream: Any, decode_threads: int, keyframes_only: bool) -> None:
+        cc = stream.codec_context
+        cc.thread_count = decode_threads
+        cc.thread_type = "AUTO"
+        if keyframes_only:
+            cc.skip_frame = "NONKEY"
+
+    def decode(self, packet: Any) -> list[tuple[Any, int | None, int, int]]:
+        """(frame, pts in the stream's time base or None, width, height) of one packet."""
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            raise DecodeError(_short(exc)) from exc
+        return [(f, f.pts if f.pts is not None else f.dts, f.width, f.height) for f in frames]
+
+    def image(self, frame: Any, box: Letterbox) -> tuple[Any, Any]:
+        """(the Frame's image, its source) for one decoded frame."""
+        image = frame.reformat(width=box.new_w, height=box.new_h, format="rgb24",
+                               interpolation=INTERPOLATION).to_ndarray()
+        return image, frame if self.keep_source else None
+
+
 class PyAVSource:
     """Decodes one stream on its own thread into a `StreamQueue`.
 
@@ -67,16 +112,20 @@ class PyAVSource:
         stop: set to stop the source (it then ends the stream with an end-of-stream event).
         decode_threads: FFmpeg decoder threads for this stream (0: FFmpeg decides).
         keep_source: keep the full-resolution decoded frame on each `Frame` (for crops).
+        decoding: how packets become frames (default: FFmpeg's software decoder, `SoftwareDecoding`;
+            the GPU backend passes `vidinfer.sources.nvdec.NvdecDecoding`).
     """
 
     def __init__(self, spec: StreamSpec, input_size: tuple[int, int], queue: StreamQueue,
-                 stop: threading.Event, decode_threads: int = 0, keep_source: bool = False):
+                 stop: threading.Event, decode_threads: int = 0, keep_source: bool = False,
+                 decoding: Any = None):
         self.spec = spec
         self.input_size = input_size
         self.queue = queue
         self.stop = stop
         self.decode_threads = spec.decode_threads or decode_threads
         self.keep_source = keep_source
+        self.decoding = decoding if decoding is not None else SoftwareDecoding(keep_source)
         self.live = spec.is_live
         self.stats = SourceStats()
         self.safe_url = redact_url(spec.url)
@@ -212,10 +261,11 @@ class PyAVSource:
         except _Refused:
             container.close()
             raise
-        cc.thread_count = self.decode_threads
-        cc.thread_type = "AUTO"
-        if self.spec.keyframes_only:
-            cc.skip_frame = "NONKEY"
+        try:
+            self.decoding.open(vs, self.decode_threads, self.spec.keyframes_only)
+        except UnsupportedInput as exc:
+            container.close()
+            raise _Refused(f"{self.safe_url}: {exc}") from None
         rate = vs.average_rate or vs.guessed_rate
         self._event(StreamState.CONNECTED, width=cc.width, height=cc.height,
                     fps=float(rate) if rate else None, codec=cc.name, live=self.live, url=self.safe_url)
@@ -243,16 +293,17 @@ class PyAVSource:
                         skipped_pts = packet.pts if skipped_pts is None else max(skipped_pts, packet.pts)
                     continue
                 try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError as exc:
+                    frames = self.decoding.decode(packet)
+                except DecodeError as exc:
                     self._decode_error(exc)
                     continue
-                for f in frames:
-                    pts = f.pts if f.pts is not None else f.dts
+                finally:
+                    self.stats.decoder_recreations = self.decoding.recreations
+                for f, pts, width, height in frames:
                     pts_ns = int(pts * tb * 1_000_000_000) if pts is not None else self.stats.decoded * frame_ns
                     if first_pts is None:
                         first_pts = pts_ns
-                    self._on_frame(f, pts_ns - first_pts + self._pts_offset_ns, rate)
+                    self._on_frame(f, width, height, pts_ns - first_pts + self._pts_offset_ns, rate)
                     produced = True
             if skipped_pts is not None and first_pts is not None:
                 end_ns = int(skipped_pts * tb * 1_000_000_000) - first_pts + self._pts_offset_ns
@@ -297,9 +348,9 @@ class PyAVSource:
             raise _Refused(f"resolution {width}x{height} is larger than max_pixels ({self.spec.max_pixels}); "
                            "raise the stream's max_pixels if frames this large are intended")
 
-    def _on_frame(self, f: Any, pts_ns: int, rate: Fraction) -> None:
-        if self._letterbox is None or self._letterbox.src_w != f.width or self._letterbox.src_h != f.height:
-            self._check_size(f.width, f.height)  # also when the size changes mid-stream
+    def _on_frame(self, f: Any, width: int, height: int, pts_ns: int, rate: Fraction) -> None:
+        if self._letterbox is None or self._letterbox.src_w != width or self._letterbox.src_h != height:
+            self._check_size(width, height)  # also when the size changes mid-stream
         self.stats.decoded += 1
         if self.spec.keyframes_only:
             # Only keyframes come out: number frames by their time, as the source counts them.
@@ -312,13 +363,11 @@ class PyAVSource:
         if self.spec.realtime:
             self._pace(pts_ns)
         box = self._letterbox
-        if box is None or box.src_w != f.width or box.src_h != f.height:
-            box = self._letterbox = Letterbox.fit(f.width, f.height, *self.input_size)
-        image = f.reformat(width=box.new_w, height=box.new_h, format="rgb24",
-                           interpolation=INTERPOLATION).to_ndarray()
-        frame = Frame(self.spec.id, frame_no, pts_ns, time.time_ns(), image, box,
-                      source=f if self.keep_source else None, discontinuity=self._discontinuity,
-                      decoded_at=time.monotonic())
+        if box is None or box.src_w != width or box.src_h != height:
+            box = self._letterbox = Letterbox.fit(width, height, *self.input_size)
+        image, source = self.decoding.image(f, box)
+        frame = Frame(self.spec.id, frame_no, pts_ns, time.time_ns(), image, box, source=source,
+                      discontinuity=self._discontinuity, decoded_at=time.monotonic())
         self._discontinuity = False
         if not self.queue.put(frame):
             raise _Stop
