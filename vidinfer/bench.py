@@ -161,15 +161,16 @@ class _Sink:
         return True
 
 
-def measure_decode(spec: PipelineSpec, input_size: tuple[int, int], keep_source: bool,
-                   keep_per_stream: int) -> tuple[dict[str, Any], list[list[Frame]]]:
-    """The pipeline's sources on every stream at once, as the pipeline runs them, no inference."""
-    from vidinfer.sources.pyav import PyAVSource
-
+def measure_decode(pipe: Any, keep_per_stream: int) -> tuple[dict[str, Any], list[list[Frame]]]:
+    """The pipeline's sources (its backend's: FFmpeg on the CPU, NVDEC on the GPU) on every stream
+    at once, as the pipeline runs them, no inference."""
+    spec = pipe.spec
+    inp = pipe.detector.input
+    keep_source = any(s.keep_source for s in pipe.sources)
     stop = threading.Event()
     threads = 1 if len(spec.streams) > 1 else 0  # as Pipeline does
     sinks = [_Sink(keep_per_stream) for _ in spec.streams]
-    sources = [PyAVSource(s, input_size, q, stop, threads, keep_source=keep_source)  # type: ignore[arg-type]
+    sources = [pipe.backend.make_source(s, (inp.width, inp.height), q, stop, threads, keep_source)
                for s, q in zip(spec.streams, sinks)]
     with RssSampler() as mem:
         t0 = time.perf_counter()
@@ -209,18 +210,18 @@ def _timed_loop(step: Callable[[int], int], min_s: float, min_steps: int) -> tup
 
 def measure_inference(pipe: Any, frames: list[Frame], min_s: float) -> dict[str, Any]:
     """The detector alone on ready tensors at the pipeline's batch size (run + YOLO decode/NMS)."""
-    from vidinfer.preprocess.letterbox import fill_batch_slot
+    from vidinfer._xp import to_numpy
 
     b = pipe.spec.max_batch_size
-    batch = np.empty_like(pipe._batch)
     chosen = [frames[i % len(frames)] for i in range(b)]
-    for i, f in enumerate(chosen):
-        fill_batch_slot(batch, i, f.image, f.letterbox)
-    tensor = batch[: pipe.detector.input.padded_size(b)]
+    # The pipeline's backend fills the tensor once (swscale'd RGB on the CPU, the NV12 kernel on
+    # the GPU); then only the detector runs, and its outputs come to the host for NMS.
+    pipe.backend.launch(pipe.detector, pipe._batch, chosen).outputs()
+    tensor = pipe._batch[: pipe.detector.input.padded_size(b)]
     boxes = [f.letterbox for f in chosen]
 
     def step(_i: int) -> int:
-        pipe.adapter.decode(pipe.detector.run(tensor), boxes)
+        pipe.adapter.decode({k: to_numpy(v) for k, v in pipe.detector.run(tensor).items()}, boxes)
         return b
 
     with RssSampler() as mem:
@@ -354,9 +355,7 @@ def run_bench(pipeline: str | Path = DEFAULT_PIPELINE, quick: bool = False, stre
             f"max_delay_ms {spec.max_delay_ms}, {rounds} round(s)")
         for r in range(rounds):
             bench_pipe = Pipeline(spec.model_copy(deep=True))
-            inp = bench_pipe.detector.input
-            keep_source = any(s.keep_source for s in bench_pipe.sources)
-            dec, kept = measure_decode(spec, (inp.width, inp.height), keep_source, keep)
+            dec, kept = measure_decode(bench_pipe, keep)
             rows["decode"].append(dec)
             log(f"  round {r + 1}: decode    {dec['fps']:8.1f} fps ({dec['decoded_fps']:.1f} decoded/s)")
             frames = _interleave(kept)
