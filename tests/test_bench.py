@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import av
+
 from vidinfer.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +64,11 @@ def test_bench_quick_writes_every_figure(tmp_path: Path) -> None:
     assert frames["expected_per_stream"] == {"a": 25, "b": 5}
     assert frames["pipeline_per_stream"] == frames["expected_per_stream"]
     assert frames["pipeline"] == frames["expected"] == frames["hand_loop"] == 30
-    assert frames["decoded"] == 50
+    # Stream a decodes all 25; sampled stream b only its reference frames (B-frames skipped).
+    with av.open(str(ROOT / "sample_streams" / "shapes_b.mp4")) as c:
+        c.streams.video[0].codec_context.skip_frame = "NONREF"
+        refs_b = sum(1 for f, _ in zip(c.decode(video=0), range(25)) if f.pts is not None and f.pts < 25 * 512)
+    assert 5 <= refs_b < 25 and frames["decoded"] == 25 + refs_b
 
     # Latency, batching, memory.
     lat = r["latency_ms"]

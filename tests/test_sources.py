@@ -121,12 +121,30 @@ def test_file_gives_every_frame_in_order_with_ground_truth_timestamps():
 
 def test_sample_fps_keeps_every_fifth_frame_of_a_25_fps_clip():
     gt = load_ground_truth(CLIP_A)
-    run = run_source(CLIP_A, sample_fps=5)
+    run = run_source(CLIP_A, sample_fps=5, reference_frames_only=False)
     assert [f.frame_no for f in run.frames] == list(range(0, 100, 5))
     assert [f.pts_ns for f in run.frames] == [expected_pts_ns(gt, i) for i in range(0, 100, 5)]
     assert (run.end.state, run.end.info["frames_decoded"], run.end.info["frames_analysed"]) == \
         (StreamState.ENDED, 100, 20)
     for f in run.frames:
+        assert_matches_ground_truth(f, gt["frames"][f.frame_no], scale=1.0)
+
+
+def test_sampling_decodes_only_reference_frames_and_they_are_exact():
+    """At sample_fps <= half the frame rate the decoder skips frames nothing refers to (B-frames);
+    each tick then gets the first decoded frame at or after it, pixel-identical to a full decode."""
+    gt = load_ground_truth(CLIP_A)
+    with av.open(str(CLIP_A)) as c:
+        kinds = [av.video.frame.PictureType(f.pict_type).name for f in c.decode(video=0)]
+    full = {f.frame_no: f for f in run_source(CLIP_A, reference_frames_only=False).frames}
+    run = run_source(CLIP_A, sample_fps=5)
+    decoded = run.end.info["frames_decoded"]
+    assert kinds.count("B") > 0 and decoded < 100 - kinds.count("B") // 2  # most B-frames skipped
+    nos = [f.frame_no for f in run.frames]
+    assert len(nos) == 20 and all(0 <= no - tick <= 3 for no, tick in zip(nos, range(0, 100, 5)))
+    for f in run.frames:
+        assert f.pts_ns == expected_pts_ns(gt, f.frame_no)  # its own time, not the tick's
+        np.testing.assert_array_equal(f.image, full[f.frame_no].image)
         assert_matches_ground_truth(f, gt["frames"][f.frame_no], scale=1.0)
 
 
@@ -159,10 +177,15 @@ def test_loop_continues_frame_numbers_and_time_and_marks_each_new_pass():
 
 
 def test_loop_count_plays_the_file_that_many_times_then_ends():
-    run = run_source(CLIP_A, loop=3, sample_fps=5)
+    run = run_source(CLIP_A, loop=3, sample_fps=5, reference_frames_only=False)
     assert [f.frame_no for f in run.frames] == list(range(0, 300, 5))
     assert [f.frame_no for f in run.frames if f.discontinuity] == [100, 200]
     assert (run.end.state, run.end.reason, run.end.info["frames_decoded"]) == (StreamState.ENDED, "end of file", 300)
+    # Decoding reference frames only, frames are still numbered by their place in the clip.
+    run = run_source(CLIP_A, loop=3, sample_fps=5)
+    assert all(0 <= f.frame_no - tick <= 3 for f, tick in zip(run.frames, range(0, 300, 5), strict=True))
+    assert [f.frame_no for f in run.frames if f.discontinuity] == [100, 200]
+    assert run.end.info["frames_decoded"] < 300
 
 
 def test_loop_with_keyframes_only_numbers_frames_by_their_place_in_the_clip():
@@ -176,7 +199,7 @@ def test_loop_with_keyframes_only_numbers_frames_by_their_place_in_the_clip():
 
 def test_realtime_releases_frames_no_faster_than_their_timestamps():
     # 5 frames sampled at 5 fps span 0.8 s of stream time: 0, 0.2, 0.4, 0.6, 0.8 s.
-    run = run_source(CLIP_A, realtime=True, sample_fps=5, stop_after=5)
+    run = run_source(CLIP_A, realtime=True, sample_fps=5, stop_after=5, reference_frames_only=False)
     assert [f.frame_no for f in run.frames[:5]] == [0, 5, 10, 15, 20]
     assert run.arrivals[4] >= 0.75  # lower bound only: a busy machine may be slower, never faster
     assert run.arrivals[4] - run.arrivals[0] >= 0.75

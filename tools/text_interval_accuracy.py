@@ -1,6 +1,6 @@
 """Brand-impact accuracy against ground truth when text is read less often.
 
-    python tools/text_interval_accuracy.py [--sample-fps 5 2] [--intervals 0 0.5 1 2]
+    python tools/text_interval_accuracy.py [--sample-fps 5 2] [--intervals 0 0.5 1 2] [--reference-frames-only auto]
 
 Runs pipelines/brand_impact.toml on the two broadcast clips for every (sample_fps,
 [brand_impact.text] interval_s) pair and prints, per pair, the text reads, the wall time and each
@@ -24,10 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = {"match-a": "broadcast_a", "match-b": "broadcast_b"}
 
 
-def measure(sample_fps: float, interval_s: float, endpoint: str) -> dict:
+def measure(sample_fps: float, interval_s: float, endpoint: str, reference_frames_only: bool | None) -> dict:
     spec = load_pipeline(REPO / "pipelines" / "brand_impact.toml")
     for s in spec.streams:
         s.sample_fps = sample_fps
+        s.reference_frames_only = reference_frames_only
     spec.brand_impact.text.interval_s = interval_s
     spec.brand_impact.report_dir = None
     spec.publish.endpoint = endpoint
@@ -35,7 +36,7 @@ def measure(sample_fps: float, interval_s: float, endpoint: str) -> dict:
     t0 = time.perf_counter()
     report = pipe.run()
     stage = next(s for s in pipe.stages if isinstance(s, BrandStage))
-    out = {"sample_fps": sample_fps, "interval_s": interval_s, "frames": report.frames, "reads": stage.reads,
+    out = {"sample_fps": sample_fps, "interval_s": interval_s, "reference_frames_only": reference_frames_only, "frames": report.frames, "reads": stage.reads,
            "wall_s": round(time.perf_counter() - t0, 1)}
     for sid, clip in CLIPS.items():
         truth = json.loads((REPO / "sample_streams" / f"{clip}.json").read_text())["summary"]
@@ -51,13 +52,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sample-fps", type=float, nargs="+", default=[5.0, 2.0])
     ap.add_argument("--intervals", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    ap.add_argument("--reference-frames-only", choices=["false", "auto"], default="false",
+                    help="false: decode every frame (the file's setting); auto: skip B-frames when sampling")
     args = ap.parse_args()
+    ref_only = None if args.reference_frames_only == "auto" else False
     with tempfile.TemporaryDirectory() as tmp:
         for fps in args.sample_fps:
             for interval in args.intervals:
                 if 0 < interval <= 1 / fps:
                     continue  # reads every analysed frame anyway
-                row = measure(fps, interval, f"ipc://{tmp}/pub")
+                row = measure(fps, interval, f"ipc://{tmp}/pub", ref_only)
                 worst = {clip: max(row[clip].values(), key=lambda b: abs(b["visible_err_pct"]))["visible_err_pct"]
                          for clip in CLIPS.values()}
                 print(json.dumps({**row, "worst_visible_err_pct": worst}))

@@ -52,6 +52,9 @@ class StreamSpec(_Spec):
     url: str = Field(min_length=1)
     sample_fps: Optional[float] = Field(default=None, gt=0, description="analyse this many frames per second")
     keyframes_only: bool = False
+    reference_frames_only: Optional[bool] = Field(
+        default=None, description="decode only frames other frames refer to (skips most B-frames; the "
+        "decoded ones are exact). None: when sample_fps is at most half the frame rate; false: never")
     loop: Union[bool, int] = Field(default=False, description="true: play a file forever; N: play it N times")
     realtime: bool = False
     live: Optional[bool] = None  # None: decided by the URL scheme

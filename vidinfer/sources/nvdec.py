@@ -227,8 +227,11 @@ class NvdecDecoding:
     def recreations(self) -> int:
         return self._recreated_before + (self._decoder.recreated if self._decoder is not None else 0)
 
-    def open(self, stream: Any, decode_threads: int, keyframes_only: bool) -> None:
-        """A (re)opened input: Annex-B filter for it; the decoder is kept if the format is unchanged."""
+    def open(self, stream: Any, decode_threads: int, skip: str | None) -> None:
+        """A (re)opened input: Annex-B filter for it; the decoder is kept if the format is unchanged.
+
+        ``skip`` (FFmpeg's skip_frame) does not apply: NVDEC decodes every packet it is given, and
+        keyframes_only already leaves the other packets out before they reach it."""
         from vidinfer.preprocess.crops import colour_standard
         from vidinfer.sources.pyav import UnsupportedInput
 
