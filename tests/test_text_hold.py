@@ -5,6 +5,8 @@ models; tests/test_ocr.py runs the real ones); frames are a real textured scene 
 amounts, so the measured camera motion is checked against the truth.
 """
 
+import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -146,3 +148,97 @@ def test_interval_zero_reads_every_frame():
         (out,) = st([frame(view(pano, i), i)], [Detections.empty()])
         assert SOURCE_LABELS[out.attributes["source"].label_id[0]] == "text"
     assert len(reader.calls) == 4
+
+
+class GatedReader:
+    """Reads box A on the pipeline's thread at once; on the reader thread waits for ``gate``, then
+    reads box B, so a test decides when a background read finishes."""
+
+    A = np.array([[900, 300, 1200, 420]], np.float32)
+    B = np.array([[500, 600, 800, 700]], np.float32)
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.calls: dict[str, int] = {"pipeline": 0, "background": 0}
+
+    def __call__(self, frames):
+        background = threading.current_thread().name == "text-reader"
+        self.calls["background" if background else "pipeline"] += 1
+        if background:
+            self.started.set()
+            assert self.gate.wait(10)
+        box = self.B if background else self.A
+        return [SimpleNamespace(text=["VOLTA"], xyxy=box.copy(), score=np.array([0.9], np.float32)) for _ in frames]
+
+
+def run_frames(st, images, start=0):
+    """The stage on one frame at a time; returns (output, seconds the call took) per frame."""
+    out = []
+    for k, img in enumerate(images):
+        t0 = time.perf_counter()
+        (det,) = st([frame(img, start + k)], [Detections.empty()])
+        out.append((det, time.perf_counter() - t0))
+    return out
+
+
+def wait_for_reads(st):
+    deadline = time.monotonic() + 10
+    while st.reads_in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert st.reads_in_flight == 0
+
+
+def test_a_due_read_runs_in_the_background_while_the_frame_goes_on_with_the_held_text():
+    pano, reader = scene(), GatedReader()
+    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    try:
+        still = view(pano, 100)  # the camera does not move: held boxes stay put
+        first = run_frames(st, [still] * 4)  # 0, 0.5, 1.0 (read due: queued), 1.5 s
+        assert reader.started.wait(10) and reader.calls == {"pipeline": 1, "background": 1}
+        for det, seconds in first:
+            np.testing.assert_allclose(det.xyxy[0], GatedReader.A[0])
+            assert seconds < 2  # nobody waited for the gated read
+        assert [SOURCE_LABELS[d.attributes["source"].label_id[0]] for d, _ in first] == ["text"] + ["text-held"] * 3
+        reader.gate.set()
+        wait_for_reads(st)
+        (det, _), = run_frames(st, [still], start=4)
+        np.testing.assert_allclose(det.xyxy[0], GatedReader.B[0])  # the background read, held
+        assert SOURCE_LABELS[det.attributes["source"].label_id[0]] == "text-held"
+        assert (st.reads, st.background_reads) == (2, 1)
+    finally:
+        reader.gate.set()
+        st.close()
+
+
+def test_a_background_read_of_an_earlier_shot_is_dropped():
+    reader = GatedReader()
+    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    try:
+        a, b = view(scene(1), 0), view(scene(2, tint=(0.3, 0.9, 0.4)), 0)
+        run_frames(st, [a, a, a])  # frame 2 at 1.0 s: its read goes to the reader thread
+        assert reader.started.wait(10) and reader.calls["background"] == 1
+        run_frames(st, [b], start=3)  # a cut: read at once, on the pipeline's thread
+        assert reader.calls["pipeline"] == 2
+        reader.gate.set()
+        wait_for_reads(st)
+        (det, _), = run_frames(st, [b], start=4)
+        np.testing.assert_allclose(det.xyxy[0], GatedReader.A[0])  # not the stale box B
+        assert st.background_reads == 0
+    finally:
+        reader.gate.set()
+        st.close()
+
+
+def test_a_reader_thread_that_falls_behind_makes_frames_read_themselves():
+    reader = GatedReader()
+    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    try:
+        still = view(scene(), 100)
+        run_frames(st, [still] * 6)  # 0 .. 2.5 s; the read queued when it fell due never finishes
+        assert reader.started.wait(10) and reader.calls == {"pipeline": 1, "background": 1}
+        run_frames(st, [still], start=6)  # 3 s: held for 3 intervals -> read here
+        assert reader.calls["pipeline"] == 2
+    finally:
+        reader.gate.set()
+        st.close()

@@ -209,6 +209,9 @@ class TextSpec(_Spec):
     interval_s: float = Field(default=0.0, ge=0, description="read each stream's text at most this often "
                               "(stream seconds; 0: every analysed frame); between reads the brands read are "
                               "held, moving with the camera, until the next read, a cut or a discontinuity")
+    background: bool = Field(default=False, description="with interval_s: a read that falls due runs on a "
+                             "reader thread while the frame goes on with the held text (live feeds: no frame "
+                             "waits for a due read; results then depend on timing)")
     intra_op_threads: int = Field(default=0, ge=0)
 
 

@@ -212,7 +212,8 @@ class Pipeline:
                                 rec_model=t.rec_model,
                                 limit_side=t.limit_side, min_text_height=t.min_text_height,
                                 threads=t.intra_op_threads)
-        stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0)
+        stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0,
+                           background=bi.text.background)
         self.stages.append(stage)
         if reader is not None:  # OCR and its camera-motion thumbnails read pixels on the CPU
             self._host_stages.add(id(stage))
@@ -397,6 +398,10 @@ class Pipeline:
             rep.messages_sent, rep.messages_dropped = self.publisher.sent, self.publisher.dropped
             self.publisher.close()
             self.publisher = None
+        for stage in self.stages:  # threads of stages (the brand stage's background text reader)
+            close = getattr(stage, "close", None)
+            if close is not None:
+                close()
         for engine in [self.detector, *(st.engine for st in self.classifiers)]:
             engine.close()
         self.backend.close()

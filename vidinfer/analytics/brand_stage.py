@@ -13,10 +13,20 @@ their centre leaves the frame. A discontinuity, a camera cut, or a camera move t
 measured forces a new read, so held text never crosses a shot. What holding cannot see: a board
 hidden by a player or a mark that disappears between two reads is still counted until the next
 read (an error of at most ``text_interval_s`` per change, the same as reading at that rate).
+
+With ``background`` (live feeds), a read that falls due goes to a reader thread and the frame goes
+on with the held text, so no frame waits for it; the result replaces the held text when it is
+ready (moved from the frame it was read in). Only reads nothing can be held for (a stream's start,
+a cut, a discontinuity) block their frame, and so does a hold grown three intervals old because
+the reader thread cannot keep up: backpressure instead of ever older text. Results then depend on
+timing, which is why file jobs keep it off.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -30,6 +40,8 @@ from vidinfer.tracking.cuts import ShotCutDetector
 from vidinfer.tracking.motion import MotionEstimator
 
 __all__ = ["BrandStage", "SOURCE_LABELS"]
+
+log = logging.getLogger(__name__)
 
 SOURCE_LABELS = ["logo", "text", "text-held"]
 LOGO, TEXT, TEXT_HELD = range(3)
@@ -66,6 +78,57 @@ class _Held:
     thumb: np.ndarray
 
 
+class _BackgroundReader:
+    """One thread that reads text for frames whose read fell due, one job per stream at a time."""
+
+    def __init__(self, reader: Any):
+        self._reader = reader
+        self._jobs: queue.SimpleQueue[tuple[str, int, Frame, np.ndarray] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._done: dict[str, tuple[int, int, Any, np.ndarray]] = {}
+        self._thread = threading.Thread(target=self._run, name="text-reader", daemon=True)
+        self._thread.start()
+
+    def submit(self, stream_id: str, generation: int, frame: Frame, thumb: np.ndarray) -> bool:
+        """Queue a read unless one of this stream's is still running; returns whether it was queued."""
+        with self._lock:
+            if stream_id in self._busy:
+                return False
+            self._busy.add(stream_id)
+        self._jobs.put((stream_id, generation, frame, thumb))
+        return True
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._busy)
+
+    def take(self, stream_id: str, generation: int) -> tuple[int, Any, np.ndarray] | None:
+        """(pts_ns, text, thumbnail) of a finished read of this shot (``generation``), once."""
+        with self._lock:
+            done = self._done.pop(stream_id, None)
+        if done is None or done[0] != generation or done[2] is None:
+            return None  # nothing finished, a read of an earlier shot, or a failed read
+        return done[1], done[2], done[3]
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            stream_id, generation, frame, thumb = job
+            try:
+                text = self._reader([frame])[0]
+            except Exception:  # a bad frame must not stop reading for every stream
+                log.exception("stream %s: reading text failed", stream_id)
+                text = None
+            with self._lock:
+                self._busy.discard(stream_id)
+                self._done[stream_id] = (generation, frame.pts_ns, text, thumb)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5.0)
+
+
 class BrandStage:
     """Maps a batch's detections (and, with a reader, its text) into brand space.
 
@@ -76,10 +139,11 @@ class BrandStage:
             ``xyxy``, ``score`` and ``text``), or None to use logos only.
         text_interval_s: read a stream's text at most this often (stream time); 0 reads every
             analysed frame. See the module's description of held text.
+        background: read due text on a thread while the held text stands in (needs an interval).
     """
 
     def __init__(self, matcher: BrandMatcher, detector_classes: Sequence[str], reader: Any = None,
-                 text_interval_s: float = 0.0):
+                 text_interval_s: float = 0.0, background: bool = False):
         self.matcher = matcher
         self.reader = reader
         self.logo_brand = matcher.logo_map(detector_classes)
@@ -88,7 +152,11 @@ class BrandStage:
         self.motion = MotionEstimator()
         self._held: dict[str, _Held] = {}
         self._cuts: dict[str, ShotCutDetector] = {}
+        self._generation: dict[str, int] = {}  # per stream, +1 at each read here: older reads are stale
+        self._worker = _BackgroundReader(reader) if background and reader is not None and self.text_interval_ns \
+            else None
         self.reads = 0  # frames whose text was read (the rest held it)
+        self.background_reads = 0  # of which read on the reader thread
 
     def __call__(self, frames: Sequence[Frame], detections: list[Detections]) -> list[Detections]:
         if self.reader is None:
@@ -117,6 +185,8 @@ class BrandStage:
             for (i, forced), text in zip(to_read, texts):
                 f = frames[i]
                 rows[i], sources[i] = self._text_rows(text), TEXT
+                # A read here is newer than any still running on the reader thread: that one is stale.
+                self._generation[f.stream_id] = self._generation.get(f.stream_id, 0) + 1
                 self._held[f.stream_id] = _Held(f.pts_ns, f.pts_ns + self._hold_ns(f.stream_id, forced), rows[i],
                                                 self.motion.thumbnail(f.image))
             self.reads += len(to_read)
@@ -139,14 +209,43 @@ class BrandStage:
         held = self._held.get(frame.stream_id)
         if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
             return None, True
-        if frame.pts_ns >= held.due_ns:
+        thumb = self.motion.thumbnail(frame.image)
+        if self._worker is not None:
+            held = self._background(frame, held, thumb)
+            if frame.pts_ns - held.pts_ns >= 3 * self.text_interval_ns:
+                return None, False  # the reader thread is behind: read here (backpressure)
+        elif frame.pts_ns >= held.due_ns:
             return None, False
         box = frame.letterbox
-        shift = self.motion.source_shift(held.thumb, self.motion.thumbnail(frame.image),
-                                         (box.src_w / box.new_w, box.src_h / box.new_h))
+        shift = self.motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
         if shift is None:
             return None, True
         return held.rows.moved(shift[0], shift[1], frame.width, frame.height), False
+
+    def _background(self, frame: Frame, held: _Held, thumb: np.ndarray) -> _Held:
+        """Take a finished background read as the held text; queue this frame's read if it is due."""
+        assert self._worker is not None
+        sid, generation = frame.stream_id, self._generation.get(frame.stream_id, 0)
+        done = self._worker.take(sid, generation)
+        if done is not None:
+            pts_ns, text, read_thumb = done
+            held = self._held[sid] = _Held(pts_ns, pts_ns + self.text_interval_ns, self._text_rows(text), read_thumb)
+            self.reads += 1
+            self.background_reads += 1
+        if frame.pts_ns >= held.due_ns and self._worker.submit(sid, generation, frame, thumb):
+            held.due_ns = frame.pts_ns + self.text_interval_ns  # the read in flight answers this one
+        return held
+
+    @property
+    def reads_in_flight(self) -> int:
+        """Reads queued or running on the reader thread."""
+        return self._worker.in_flight if self._worker is not None else 0
+
+    def close(self) -> None:
+        """Stop the reader thread (reads still in flight are dropped)."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def end(self, stream_id: str) -> None:
         self._held.pop(stream_id, None)
