@@ -189,23 +189,30 @@ def wait_for_reads(st):
     assert st.reads_in_flight == 0
 
 
-def test_a_due_read_runs_in_the_background_while_the_frame_goes_on_with_the_held_text():
+def labels(det):
+    return [SOURCE_LABELS[k] for k in det.attributes["source"].label_id]
+
+
+def test_background_reads_never_hold_up_a_frame_and_their_result_is_held_from_then_on():
     pano, reader = scene(), GatedReader()
     st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
     try:
         still = view(pano, 100)  # the camera does not move: held boxes stay put
-        first = run_frames(st, [still] * 4)  # 0, 0.5, 1.0 (read due: queued), 1.5 s
-        assert reader.started.wait(10) and reader.calls == {"pipeline": 1, "background": 1}
+        first = run_frames(st, [still] * 3)  # the stream's first read goes to the reader thread
+        assert reader.started.wait(10) and reader.calls == {"pipeline": 0, "background": 1}
         for det, seconds in first:
-            np.testing.assert_allclose(det.xyxy[0], GatedReader.A[0])
+            assert len(det) == 0  # nothing read yet, nothing invented
             assert seconds < 2  # nobody waited for the gated read
-        assert [SOURCE_LABELS[d.attributes["source"].label_id[0]] for d, _ in first] == ["text"] + ["text-held"] * 3
         reader.gate.set()
         wait_for_reads(st)
-        (det, _), = run_frames(st, [still], start=4)
+        (det, _), = run_frames(st, [still], start=3)
         np.testing.assert_allclose(det.xyxy[0], GatedReader.B[0])  # the background read, held
-        assert SOURCE_LABELS[det.attributes["source"].label_id[0]] == "text-held"
-        assert (st.reads, st.background_reads) == (2, 1)
+        assert labels(det) == ["text-held"] and (st.reads, st.background_reads) == (1, 1)
+        # That read stood for 0 s; at 1.5 s the next one was due and was queued: every interval.
+        wait_for_reads(st)
+        (det, _), = run_frames(st, [still], start=4)
+        assert labels(det) == ["text-held"] and (st.reads, st.background_reads) == (2, 2)
+        assert reader.calls == {"pipeline": 0, "background": 2}
     finally:
         reader.gate.set()
         st.close()
@@ -216,15 +223,17 @@ def test_a_background_read_of_an_earlier_shot_is_dropped():
     st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
     try:
         a, b = view(scene(1), 0), view(scene(2, tint=(0.3, 0.9, 0.4)), 0)
-        run_frames(st, [a, a, a])  # frame 2 at 1.0 s: its read goes to the reader thread
-        assert reader.started.wait(10) and reader.calls["background"] == 1
-        run_frames(st, [b], start=3)  # a cut: read at once, on the pipeline's thread
-        assert reader.calls["pipeline"] == 2
+        run_frames(st, [a])  # its read waits at the gate
+        assert reader.started.wait(10)
+        (cut, _), = run_frames(st, [b], start=1)  # a cut: the last shot's text is not held
+        assert len(cut) == 0 and reader.calls["pipeline"] == 0
         reader.gate.set()
         wait_for_reads(st)
-        (det, _), = run_frames(st, [b], start=4)
-        np.testing.assert_allclose(det.xyxy[0], GatedReader.A[0])  # not the stale box B
-        assert st.background_reads == 0
+        (det, _), = run_frames(st, [b], start=2)  # the finished read was of shot a: dropped ...
+        assert len(det) == 0 and st.background_reads == 0
+        wait_for_reads(st)  # ... and shot b's own read was queued
+        (det, _), = run_frames(st, [b], start=3)
+        assert labels(det) == ["text-held"] and st.background_reads == 1
     finally:
         reader.gate.set()
         st.close()
@@ -235,10 +244,11 @@ def test_a_reader_thread_that_falls_behind_makes_frames_read_themselves():
     st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
     try:
         still = view(scene(), 100)
-        run_frames(st, [still] * 6)  # 0 .. 2.5 s; the read queued when it fell due never finishes
-        assert reader.started.wait(10) and reader.calls == {"pipeline": 1, "background": 1}
-        run_frames(st, [still], start=6)  # 3 s: held for 3 intervals -> read here
-        assert reader.calls["pipeline"] == 2
+        run_frames(st, [still] * 6)  # 0 .. 2.5 s; the first read never finishes
+        assert reader.started.wait(10) and reader.calls == {"pipeline": 0, "background": 1}
+        (det, _), = run_frames(st, [still], start=6)  # 3 s: nothing read for 3 intervals -> read here
+        assert reader.calls["pipeline"] == 1 and labels(det) == ["text"]
+        np.testing.assert_allclose(det.xyxy[0], GatedReader.A[0])
     finally:
         reader.gate.set()
         st.close()

@@ -207,11 +207,15 @@ class BrandStage:
         forced: the held text cannot be used at all (none yet, a cut, a discontinuity)."""
         cut = self._cuts.setdefault(frame.stream_id, ShotCutDetector()).is_cut(frame.image)  # every frame
         held = self._held.get(frame.stream_id)
-        if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
-            return None, True
         thumb = self.motion.thumbnail(frame.image)
+        if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
+            if self._worker is None:
+                return None, True
+            # Background: nothing from the last shot is held; this shot's text counts from when
+            # its read (queued below) is ready, and no frame waits for it.
+            held = self._new_shot(frame, thumb)
         if self._worker is not None:
-            held = self._background(frame, held, thumb)
+            held = self._take_background_read(frame.stream_id, held)
             if frame.pts_ns - held.pts_ns >= 3 * self.text_interval_ns:
                 return None, False  # the reader thread is behind: read here (backpressure)
         elif frame.pts_ns >= held.due_ns:
@@ -219,21 +223,35 @@ class BrandStage:
         box = frame.letterbox
         shift = self.motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
         if shift is None:
-            return None, True
+            if self._worker is None:
+                return None, True
+            held, shift = self._new_shot(frame, thumb), (0.0, 0.0)
+        # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
+        # converted by two threads at once.
+        if self._worker is not None and frame.pts_ns >= held.due_ns and self._worker.submit(
+                frame.stream_id, self._generation.get(frame.stream_id, 0), frame, thumb):
+            held.due_ns = frame.pts_ns + self.text_interval_ns  # the read in flight answers this one
         return held.rows.moved(shift[0], shift[1], frame.width, frame.height), False
 
-    def _background(self, frame: Frame, held: _Held, thumb: np.ndarray) -> _Held:
-        """Take a finished background read as the held text; queue this frame's read if it is due."""
+    def _new_shot(self, frame: Frame, thumb: np.ndarray) -> _Held:
+        """Background mode at a cut (or the start): hold nothing, read as soon as the reader can."""
+        sid = frame.stream_id
+        self._generation[sid] = self._generation.get(sid, 0) + 1  # reads of the last shot are stale
+        empty = np.zeros(0, np.float32)
+        rows = _TextRows(np.zeros((0, 4), np.float32), empty, np.zeros(0, np.int32), empty)
+        held = self._held[sid] = _Held(frame.pts_ns, frame.pts_ns, rows, thumb)
+        return held
+
+    def _take_background_read(self, stream_id: str, held: _Held) -> _Held:
+        """A finished background read of this shot becomes the held text."""
         assert self._worker is not None
-        sid, generation = frame.stream_id, self._generation.get(frame.stream_id, 0)
-        done = self._worker.take(sid, generation)
-        if done is not None:
-            pts_ns, text, read_thumb = done
-            held = self._held[sid] = _Held(pts_ns, pts_ns + self.text_interval_ns, self._text_rows(text), read_thumb)
-            self.reads += 1
-            self.background_reads += 1
-        if frame.pts_ns >= held.due_ns and self._worker.submit(sid, generation, frame, thumb):
-            held.due_ns = frame.pts_ns + self.text_interval_ns  # the read in flight answers this one
+        done = self._worker.take(stream_id, self._generation.get(stream_id, 0))
+        if done is None:
+            return held
+        pts_ns, text, read_thumb = done
+        self.reads += 1
+        self.background_reads += 1
+        held = self._held[stream_id] = _Held(pts_ns, pts_ns + self.text_interval_ns, self._text_rows(text), read_thumb)
         return held
 
     @property
