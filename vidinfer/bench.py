@@ -545,7 +545,12 @@ def live_probe(pipeline: str | Path, n: int, seconds: float, warmup_s: float, sa
             marks["t"] = time.monotonic()
             marks["dropped"] = sum(q.dropped for q in pipe.batcher.queues)
             marks["rss"] = rss_mb()
-            time.sleep(max(0.0, seconds - warmup_s))
+            # Resident memory every tenth of the measured window: growth shows as a trend.
+            step = max(0.0, seconds - warmup_s) / 10
+            marks["rss_series"] = [marks["rss"]]
+            for _ in range(10):
+                time.sleep(step)
+                marks["rss_series"].append(rss_mb())
             marks["end"] = time.monotonic()
             marks["dropped_end"] = sum(q.dropped for q in pipe.batcher.queues)
             pipe.stop(interrupted=False)
@@ -566,7 +571,10 @@ def live_probe(pipeline: str | Path, n: int, seconds: float, warmup_s: float, sa
             "latency_ms_whole_run": dict(report.latency_ms),
             "mean_batch_size": round(report.mean_batch_size, 3),
             "rss_mb": {"after_build": round(base_rss, 1), "steady": round(marks.get("rss", 0.0), 1),
-                       "peak": round(mem.peak, 1)}}
+                       "end": round(marks.get("rss_series", [0.0])[-1], 1), "peak": round(mem.peak, 1),
+                       "series": [round(v, 1) for v in marks.get("rss_series", [])]},
+            # Growth from the end of the warm-up to the end of the run.
+            "rss_growth": round(marks["rss_series"][-1] / marks["rss"] - 1, 4) if marks.get("rss") else None}
 
 
 def _probe_subprocess(pipeline: str | Path, n: int, seconds: float, warmup_s: float,

@@ -14,12 +14,13 @@ measured forces a new read, so held text never crosses a shot. What holding cann
 hidden by a player or a mark that disappears between two reads is still counted until the next
 read (an error of at most ``text_interval_s`` per change, the same as reading at that rate).
 
-With ``background`` (live feeds), a read that falls due goes to a reader thread and the frame goes
-on with the held text, so no frame waits for it; the result replaces the held text when it is
-ready (moved from the frame it was read in). Only reads nothing can be held for (a stream's start,
-a cut, a discontinuity) block their frame, and so does a hold grown three intervals old because
-the reader thread cannot keep up: backpressure instead of ever older text. Results then depend on
-timing, which is why file jobs keep it off.
+With ``background`` (live feeds), reads go to a reader thread and frames go on with the held
+text, so no frame waits for OCR; a result replaces the held text when it is ready (moved from the
+frame it was read in). At a stream's start, a cut or a discontinuity nothing is held until the new
+shot's read answers, and a read of an earlier shot that answers late is dropped. A hold grown
+three intervals old (the reader thread cannot keep up) is read on the pipeline's thread:
+backpressure instead of ever older text. Results then depend on timing, which is why file jobs
+keep it off.
 """
 
 from __future__ import annotations
