@@ -209,3 +209,20 @@ def test_info_lists_what_auto_would_pick_for_each_stage(capsys):
     assert f"device = 'auto' runs on: {plan.device} ({plan.reason})" in out
     for stage, backend in plan.stages.items():
         assert re.search(rf"^  {stage}\s+{re.escape(backend)}$", out, re.MULTILINE), out
+
+
+def test_tensorrt_with_fake_cuda_modules_builds_a_fixed_batch_model_at_its_batch(tmp_path, monkeypatch, emulator):
+    from vidinfer.engines.tensorrt import TensorRTEngine
+    from vidinfer.errors import ModelError
+    from vidinfer.testing.shape_models import build_shape_detector
+
+    fakes = install_fake_gpu(monkeypatch, emulator)
+    model = build_shape_detector(tmp_path / "fixed.onnx", batch=4)
+    engine = TensorRTEngine(model, max_batch_size=4, cache_dir=tmp_path / "engines")
+    profiles = [c for c in fakes.tensorrt.calls if c[0] == "profile"]
+    assert [(lo[0], opt[0], hi[0]) for _, _, lo, opt, hi in profiles] == [(4, 4, 4)]
+    assert engine.input.batch == 4 and engine.input.padded_size(3) == 4
+    with pytest.raises(ModelError) as err:
+        TensorRTEngine(model, max_batch_size=8, cache_dir=tmp_path / "engines")
+    assert str(err.value) == ("model 'fixed.onnx' has a fixed batch of 4 but the pipeline's max_batch_size is 8; "
+                              "set max_batch_size = 4 or export the model with a dynamic batch dimension")

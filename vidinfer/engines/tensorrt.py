@@ -130,16 +130,20 @@ class TensorRTEngine:
         probe = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         inp = describe_model_input(probe.get_inputs(), input_size, f"model {self.path.name!r}")
         del probe
+        # A model exported with a fixed batch N gets the profile N..N (TensorRT refuses a range on a
+        # static dimension) and every run is N rows, padded. Larger batches would need chunking.
         if inp.batch is not None and inp.batch < max_batch_size:
-            max_batch_size = inp.batch
-        self.input = ImageInput(inp.name, None, inp.channels, inp.height, inp.width, inp.dtype)
+            raise ModelError(f"model {self.path.name!r} has a fixed batch of {inp.batch} but the pipeline's "
+                             f"max_batch_size is {max_batch_size}; set max_batch_size = {inp.batch} or export "
+                             "the model with a dynamic batch dimension")
+        self.input = ImageInput(inp.name, inp.batch, inp.channels, inp.height, inp.width, inp.dtype)
         self.device = f"cuda:{device}"
         cp.cuda.Device(device).use()
         props = cp.cuda.runtime.getDeviceProperties(device)
         settings = BuildSettings(
             model_sha256=file_sha256(self.path), tensorrt_version=trt.__version__,
             gpu_name=props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"]),
-            compute_capability=f"{props['major']}.{props['minor']}", min_batch=1,
+            compute_capability=f"{props['major']}.{props['minor']}", min_batch=inp.batch or 1,
             max_batch=inp.batch or max_batch_size, input_name=inp.name, channels=inp.channels,
             height=inp.height, width=inp.width)
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
@@ -166,8 +170,8 @@ class TensorRTEngine:
             return self.plan_path.read_bytes()
         timing_path = self.cache_dir / "timing.cache"
         timing = timing_path.read_bytes() if timing_path.is_file() else b""
-        log.warning("building TensorRT engine for %s (batch 1..%d); this takes a while once, then it is cached",
-                    self.path.name, s.max_batch)
+        log.warning("building TensorRT engine for %s (batch %d..%d); this takes a while once, then it is cached",
+                    self.path.name, s.min_batch, s.max_batch)
         plan, timing = build_serialized_engine(trt, self.path, s, timing)
         _atomic_write(self.plan_path, plan)
         _atomic_write(timing_path, timing)
