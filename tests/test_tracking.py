@@ -97,3 +97,20 @@ def test_hard_cut_resets_tracks_but_a_pan_does_not():
         f.image = img
     ids = [stage([f], [dets([box_at(100, 100)])])[0].track_id.tolist() for f in frames]
     assert ids == [[1], [1], [2]]
+
+
+def test_stages_sharing_cut_detection_both_see_the_cut_and_each_frame_is_compared_once():
+    from vidinfer.tracking.cuts import ShotCuts
+
+    pitch = np.zeros((360, 640, 3), np.uint8)
+    pitch[..., 1] = 120 + (np.arange(640) // 40 % 2 * 30).astype(np.uint8)
+    close_up = np.random.default_rng(1).integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    frames = [make_frame("s", i) for i in range(4)]
+    for f, img in zip(frames, (pitch, np.roll(pitch, 25, axis=1), close_up, close_up)):
+        f.image = img
+    cuts = ShotCuts()
+    # Two stages ask about every frame; the second asker gets the same answer, not a comparison of
+    # the frame with itself (which would never be a cut).
+    assert [(cuts.is_cut(f), cuts.is_cut(f)) for f in frames] == [(False, False), (False, False), (True, True),
+                                                                   (False, False)]
+    assert cuts.count == {"s": 1}

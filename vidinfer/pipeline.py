@@ -38,6 +38,7 @@ from vidinfer.publish.publisher import Publisher
 from vidinfer.publish.wire import Kind, detections_body
 from vidinfer.sharding import apply_shard
 from vidinfer.tracking import TrackerStage
+from vidinfer.tracking.cuts import ShotCuts
 
 __all__ = ["Pipeline", "RunReport", "StreamReport"]
 
@@ -172,11 +173,12 @@ class Pipeline:
         self.stages += self.classifiers
         self.output_classes = self.classes  # what class_id indexes in published results
         self.analytics: ExposureAnalytics | None = None
+        self.cuts = ShotCuts()  # one cut detection per frame, for every stage that asks
         reads_text = self._build_brand_impact()
         tracker = spec.tracker or (TrackerSpec() if spec.brand_impact else None)
         self.tracked = tracker is not None
         if tracker is not None:
-            self.stages.append(TrackerStage(**tracker.model_dump()))
+            self.stages.append(TrackerStage(**tracker.model_dump(), cuts=self.cuts))
             if tracker.detect_cuts:  # cut detection compares thumbnails of the frames
                 self._host_stages.add(id(self.stages[-1]))
         inp = self.detector.input
@@ -213,7 +215,7 @@ class Pipeline:
                                 limit_side=t.limit_side, min_text_height=t.min_text_height,
                                 threads=t.intra_op_threads)
         stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0,
-                           background=bi.text.background)
+                           background=bi.text.background, cuts=self.cuts)
         self.stages.append(stage)
         if reader is not None:  # OCR and its camera-motion thumbnails read pixels on the CPU
             self._host_stages.add(id(stage))

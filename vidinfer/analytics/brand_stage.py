@@ -5,11 +5,12 @@ from (label 0 ``logo``, 1 ``text`` read in this frame, 2 ``text-held``: text rea
 of the shot, moved with the camera; its score is the match score). Logo classes that map to no
 brand, and text that matches no brand, are dropped.
 
-Reading text is what brand impact spends its time on (a PP-OCR pass over a 1080p frame costs
-about 30 logo-detector runs). With ``text_interval_s`` a stream's text is read at most that often
-in stream time; in the frames between, the brands last read are *held*: their boxes follow the
-camera's pan/tilt (phase correlation of thumbnails, `vidinfer.tracking.motion`) and leave when
-their centre leaves the frame. A discontinuity, a camera cut, or a camera move that cannot be
+Reading text is what brand impact spends its time on (a PP-OCR pass over a 1080p frame, ~130 ms
+on 2 cores, costs as much as the logo detector on ~15 frames; docs/performance.md). With
+``text_interval_s`` a stream's text is read at most that often in stream time; in the frames
+between, the brands last read are *held*: their boxes follow the camera's pan/tilt (phase
+correlation of thumbnails, `vidinfer.tracking.motion`) and leave when their centre leaves the
+frame. A discontinuity, a camera cut, or a camera move that cannot be
 measured forces a new read, so held text never crosses a shot. What holding cannot see: a board
 hidden by a player or a mark that disappears between two reads is still counted until the next
 read (an error of at most ``text_interval_s`` per change, the same as reading at that rate).
@@ -37,7 +38,7 @@ import numpy as np
 from vidinfer.analytics.brands import BrandMatcher
 from vidinfer.detections import Attribute, Detections
 from vidinfer.frame import Frame
-from vidinfer.tracking.cuts import ShotCutDetector
+from vidinfer.tracking.cuts import ShotCuts
 from vidinfer.tracking.motion import MotionEstimator
 
 __all__ = ["BrandStage", "SOURCE_LABELS"]
@@ -141,10 +142,11 @@ class BrandStage:
         text_interval_s: read a stream's text at most this often (stream time); 0 reads every
             analysed frame. See the module's description of held text.
         background: read due text on a thread while the held text stands in (needs an interval).
+        cuts: the pipeline's shared cut detection (the tracker asks about the same frames).
     """
 
     def __init__(self, matcher: BrandMatcher, detector_classes: Sequence[str], reader: Any = None,
-                 text_interval_s: float = 0.0, background: bool = False):
+                 text_interval_s: float = 0.0, background: bool = False, cuts: ShotCuts | None = None):
         self.matcher = matcher
         self.reader = reader
         self.logo_brand = matcher.logo_map(detector_classes)
@@ -152,7 +154,7 @@ class BrandStage:
         self.text_interval_ns = int(text_interval_s * 1e9)
         self.motion = MotionEstimator()
         self._held: dict[str, _Held] = {}
-        self._cuts: dict[str, ShotCutDetector] = {}
+        self.cuts = cuts if cuts is not None else ShotCuts()
         self._generation: dict[str, int] = {}  # per stream, +1 at each read here: older reads are stale
         self._worker = _BackgroundReader(reader) if background and reader is not None and self.text_interval_ns \
             else None
@@ -170,7 +172,7 @@ class BrandStage:
         sources = [TEXT_HELD] * len(frames)
         pending = list(range(len(frames)))
         while pending:  # a later frame of a stream may hold what an earlier frame of this batch read
-            to_read: list[tuple[int, bool]] = []  # (frame index, forced)
+            to_read: list[tuple[int, bool, np.ndarray]] = []  # (frame index, forced, thumbnail)
             waiting: list[int] = []
             reading: set[str] = set()
             for i in pending:
@@ -178,18 +180,18 @@ class BrandStage:
                 if sid in reading:
                     waiting.append(i)
                     continue
-                rows[i], forced = self._held_rows(frames[i])
+                rows[i], forced, thumb = self._held_rows(frames[i])
                 if rows[i] is None:
-                    to_read.append((i, forced))
+                    to_read.append((i, forced, thumb))
                     reading.add(sid)
-            texts = self.reader([frames[i] for i, _ in to_read]) if to_read else []
-            for (i, forced), text in zip(to_read, texts):
+            texts = self.reader([frames[i] for i, _, _ in to_read]) if to_read else []
+            for (i, forced, thumb), text in zip(to_read, texts):
                 f = frames[i]
                 rows[i], sources[i] = self._text_rows(text), TEXT
                 # A read here is newer than any still running on the reader thread: that one is stale.
                 self._generation[f.stream_id] = self._generation.get(f.stream_id, 0) + 1
                 self._held[f.stream_id] = _Held(f.pts_ns, f.pts_ns + self._hold_ns(f.stream_id, forced), rows[i],
-                                                self.motion.thumbnail(f.image))
+                                                thumb)
             self.reads += len(to_read)
             pending = waiting
         return [self._combine(det, r, src) for det, r, src in zip(detections, rows, sources)]
@@ -203,36 +205,36 @@ class BrandStage:
             return self.text_interval_ns
         return int(self.text_interval_ns * (0.5 + 0.5 * (zlib.crc32(stream_id.encode()) % 1000) / 1000))
 
-    def _held_rows(self, frame: Frame) -> tuple[_TextRows | None, bool]:
-        """The held text moved to this frame, or (None, forced) when this frame's text must be read;
-        forced: the held text cannot be used at all (none yet, a cut, a discontinuity)."""
-        cut = self._cuts.setdefault(frame.stream_id, ShotCutDetector()).is_cut(frame.image)  # every frame
+    def _held_rows(self, frame: Frame) -> tuple[_TextRows | None, bool, np.ndarray]:
+        """(the held text moved to this frame, or None when this frame's text must be read; forced:
+        the held text cannot be used at all (none yet, a cut, a discontinuity); the frame's thumbnail)."""
+        cut = self.cuts.is_cut(frame)  # asked for every frame, so the detector compares neighbours
         held = self._held.get(frame.stream_id)
         thumb = self.motion.thumbnail(frame.image)
         if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
             if self._worker is None:
-                return None, True
+                return None, True, thumb
             # Background: nothing from the last shot is held; this shot's text counts from when
             # its read (queued below) is ready, and no frame waits for it.
             held = self._new_shot(frame, thumb)
         if self._worker is not None:
             held = self._take_background_read(frame.stream_id, held)
             if frame.pts_ns - held.pts_ns >= 3 * self.text_interval_ns:
-                return None, False  # the reader thread is behind: read here (backpressure)
+                return None, False, thumb  # the reader thread is behind: read here (backpressure)
         elif frame.pts_ns >= held.due_ns:
-            return None, False
+            return None, False, thumb
         box = frame.letterbox
         shift = self.motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
         if shift is None:
             if self._worker is None:
-                return None, True
+                return None, True, thumb
             held, shift = self._new_shot(frame, thumb), (0.0, 0.0)
         # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
         # converted by two threads at once.
         if self._worker is not None and frame.pts_ns >= held.due_ns and self._worker.submit(
                 frame.stream_id, self._generation.get(frame.stream_id, 0), frame, thumb):
             held.due_ns = frame.pts_ns + self.text_interval_ns  # the read in flight answers this one
-        return held.rows.moved(shift[0], shift[1], frame.width, frame.height), False
+        return held.rows.moved(shift[0], shift[1], frame.width, frame.height), False, thumb
 
     def _new_shot(self, frame: Frame, thumb: np.ndarray) -> _Held:
         """Background mode at a cut (or the start): hold nothing, read as soon as the reader can."""
@@ -268,7 +270,7 @@ class BrandStage:
 
     def end(self, stream_id: str) -> None:
         self._held.pop(stream_id, None)
-        self._cuts.pop(stream_id, None)
+        self.cuts.end(stream_id)
 
     def _join_split_names(self, texts: Sequence[str], xyxy: np.ndarray, score: np.ndarray, ids: np.ndarray,
                           match: np.ndarray) -> tuple[np.ndarray, ...]:

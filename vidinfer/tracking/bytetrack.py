@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 
 from vidinfer.detections import Detections
 from vidinfer.frame import Frame
-from vidinfer.tracking.cuts import ShotCutDetector
+from vidinfer.tracking.cuts import ShotCuts
 
 __all__ = ["ByteTracker", "TrackerStage", "iou_matrix"]
 
@@ -150,12 +150,11 @@ class TrackerStage:
     shot (``detect_cuts``), resets its stream's tracks first.
     """
 
-    def __init__(self, detect_cuts: bool = True, **tracker_args: float):
+    def __init__(self, detect_cuts: bool = True, cuts: ShotCuts | None = None, **tracker_args: float):
         self.tracker_args = tracker_args
         self.detect_cuts = detect_cuts
         self.trackers: dict[str, ByteTracker] = {}
-        self.cuts: dict[str, ShotCutDetector] = {}
-        self.cut_count: dict[str, int] = {}
+        self.cuts = cuts if cuts is not None else ShotCuts()  # shared with other stages by the pipeline
 
     def __call__(self, frames: Sequence[Frame], detections: list[Detections]) -> list[Detections]:
         out = []
@@ -164,11 +163,7 @@ class TrackerStage:
             tracker = self.trackers.get(sid)
             if tracker is None:
                 tracker = self.trackers[sid] = ByteTracker(**self.tracker_args)
-                self.cuts[sid] = ShotCutDetector()
-                self.cut_count[sid] = 0
-            cut = self.detect_cuts and self.cuts[sid].is_cut(frame.image)
-            if cut:
-                self.cut_count[sid] += 1
+            cut = self.detect_cuts and self.cuts.is_cut(frame)
             if frame.discontinuity or cut:
                 tracker.reset()
             ids = tracker.update(det, frame.pts_ns)
@@ -177,4 +172,4 @@ class TrackerStage:
 
     def end(self, stream_id: str) -> None:
         self.trackers.pop(stream_id, None)
-        self.cuts.pop(stream_id, None)
+        self.cuts.end(stream_id)

@@ -16,7 +16,7 @@ import numpy as np
 
 from vidinfer._xp import to_numpy
 
-__all__ = ["ShotCutDetector"]
+__all__ = ["ShotCutDetector", "ShotCuts"]
 
 
 class ShotCutDetector:
@@ -42,3 +42,34 @@ class ShotCutDetector:
             return False
         return bool(np.abs(hist - prev[0]).sum() >= self.hist_threshold
                     and np.abs(thumb - prev[1]).mean() >= self.diff_threshold)
+
+
+class ShotCuts:
+    """One `ShotCutDetector` per stream, shared by every stage that asks about cuts (the tracker,
+    the brand stage): each frame is compared with its stream's previous frame once, however many
+    stages ask. Stages must ask about every frame of a stream, in order."""
+
+    def __init__(self, **detector_args: float):
+        self.detector_args = detector_args
+        self._detectors: dict[str, ShotCutDetector] = {}
+        self._last: dict[str, tuple[int, int, bool]] = {}  # stream -> (frame_no, pts_ns, answer)
+        self.count: dict[str, int] = {}  # cuts seen per stream
+
+    def is_cut(self, frame: Any) -> bool:
+        """Whether ``frame`` (a `vidinfer.frame.Frame`) starts a new shot of its stream."""
+        sid = frame.stream_id
+        last = self._last.get(sid)
+        if last is not None and last[:2] == (frame.frame_no, frame.pts_ns):
+            return last[2]
+        detector = self._detectors.get(sid)
+        if detector is None:
+            detector = self._detectors[sid] = ShotCutDetector(**self.detector_args)
+            self.count[sid] = 0
+        cut = detector.is_cut(frame.image)
+        self.count[sid] += cut
+        self._last[sid] = (frame.frame_no, frame.pts_ns, cut)
+        return cut
+
+    def end(self, stream_id: str) -> None:
+        for d in (self._detectors, self._last, self.count):
+            d.pop(stream_id, None)

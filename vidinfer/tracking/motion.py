@@ -11,6 +11,7 @@ caller knows not to trust it. Measured on broadcast_a at 2 analysed frames per s
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ def phase_shift(prev: np.ndarray, cur: np.ndarray, min_peak: float = 0.15) -> tu
     """
     if prev.shape != cur.shape:
         return None
-    window = np.outer(np.hanning(prev.shape[0]), np.hanning(prev.shape[1])).astype(np.float32)
+    window = _hann(prev.shape)
     a = np.fft.rfft2((prev - prev.mean()) * window)
     b = np.fft.rfft2((cur - cur.mean()) * window)
     cross = b * np.conj(a)
@@ -54,6 +55,12 @@ def phase_shift(prev: np.ndarray, cur: np.ndarray, min_peak: float = 0.15) -> tu
     dx = px + _subpixel(corr[py, (px - 1) % w], corr[py, px], corr[py, (px + 1) % w])
     # Shifts past half the size wrap around to negative ones.
     return (dx - w if dx > w / 2 else dx), (dy - h if dy > h / 2 else dy)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(shape: tuple[int, int]) -> np.ndarray:
+    """The 2-D Hann window that tapers the thumbnails' edges (one per thumbnail size)."""
+    return np.outer(np.hanning(shape[0]), np.hanning(shape[1])).astype(np.float32)
 
 
 def _subpixel(left: float, centre: float, right: float) -> float:
