@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import threading
@@ -12,7 +11,7 @@ import av
 import numpy as np
 
 from ground_truth import CLIPS
-from vidinfer.testing.shape_models import SHADE_LABELS, SHAPE_CLASSES
+from helpers import shapes_pipeline
 
 CLIP_A = CLIPS / "shapes_a.mp4"
 
@@ -95,17 +94,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def write_pipeline(path: Path, models: Path, endpoint: str, streams: dict[str, dict], extra: str = "") -> Path:
+def write_pipeline(path: Path, models: Path, endpoint: str, streams: dict[str, dict], sink_keys: str = "",
+                   extra: str = "") -> Path:
     """A pipeline file with the shape detector and shade classifier; ``streams``: id -> stream keys."""
-    lines = [
-        'name = "faults"', "max_batch_size = 8", "max_delay_ms = 20", "",
-        "[detector]", f'model = "{models / "detector.onnx"}"', f"classes = {json.dumps(SHAPE_CLASSES)}",
-        "conf_threshold = 0.5", "iou_threshold = 0.5", "",
-        "[[classifiers]]", 'name = "shade"', f'model = "{models / "shade.onnx"}"',
-        f"labels = {json.dumps(SHADE_LABELS)}", "",
-        "[publish]", f'endpoint = "{endpoint}"', "wait_for_subscribers = 1", "wait_timeout_s = 30", extra, "",
-    ]
-    for sid, keys in streams.items():
-        lines += ["[[streams]]", f'id = "{sid}"'] + [f"{k} = {json.dumps(v)}" for k, v in keys.items()] + [""]
-    path.write_text("\n".join(lines))
-    return path
+    return shapes_pipeline(path, models, endpoint, streams, "faults", sink_keys, extra)

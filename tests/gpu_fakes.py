@@ -290,9 +290,13 @@ class _Surface:
 # --- CuPy ------------------------------------------------------------------------------------------
 
 class DeviceArray(np.ndarray):
-    """NumPy memory standing in for device memory. ``.get()`` is the host copy; ``.data.ptr`` the address."""
+    """NumPy memory standing in for device memory. ``.get()`` is the host copy (each one's shape and
+    dtype is recorded in ``host_copies``); ``.data.ptr`` the address."""
+
+    host_copies: list = []
 
     def get(self, stream=None, out=None):
+        DeviceArray.host_copies.append((self.shape, self.dtype))
         return np.array(self)
 
     @property
@@ -537,10 +541,11 @@ def install_fake_gpu(monkeypatch, launch, nvc: ModuleType | None = None) -> Simp
     import sys
 
     cp = fake_cupy(launch)
+    DeviceArray.host_copies = []
     nvc = nvc if nvc is not None else DecodingNvc()
     trt = FakeTensorRT(plan="onnx")
     monkeypatch.setitem(sys.modules, "cupy", cp)
     monkeypatch.setitem(sys.modules, nvc.__name__, nvc)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(gpu, "_modules", {})  # kernels "compiled" by this fake CuPy only
-    return SimpleNamespace(cupy=cp, nvc=nvc, tensorrt=trt)
+    return SimpleNamespace(cupy=cp, nvc=nvc, tensorrt=trt, host_copies=DeviceArray.host_copies)

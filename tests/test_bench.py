@@ -29,12 +29,14 @@ id = "b"
 url = "{ROOT / 'sample_streams' / 'shapes_b.mp4'}"
 sample_fps = 5
 
-[detector]
+[[stages]]
+type = "detect"
 model = "{ROOT / 'models' / 'shapes' / 'detector.onnx'}"
 labels_file = "{ROOT / 'models' / 'shapes' / 'labels.txt'}"
 conf_threshold = 0.5
 
-[publish]
+[[sinks]]
+type = "zmq"
 endpoint = "tcp://127.0.0.1:5999"
 """)
     return path

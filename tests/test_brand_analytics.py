@@ -113,9 +113,10 @@ def test_a_name_split_by_an_occluder_matches_in_order_only():
 def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
     from types import SimpleNamespace
 
-    from vidinfer.analytics.brand_stage import BrandStage
+    from helpers import make_frame
 
-    m = BrandMatcher([Brand("KESTREL"), Brand("VOLTA", logo_classes=("volta_mark",))])
+    import vidinfer as vi
+
     text = SimpleNamespace(text=["KES", "REL", "VOLTA", "hello"],
                            xyxy=np.array([[100, 50, 160, 90], [200, 52, 260, 92], [400, 50, 500, 90],
                                           [600, 50, 700, 90]], np.float32),
@@ -123,11 +124,33 @@ def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
 
     class Reader:
         def __call__(self, frames):
-            return [text]
+            return [text for _ in frames]
 
-    stage = BrandStage(m, ["volta_mark", "other"], Reader())
     logos = Detections([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.8], [0, 1])
-    (out,) = stage([object()], [logos])
+
+    class Logos:
+        """A stand-in logo detector: the layer "logo" with classes volta_mark and other."""
+
+        name = "logos"
+        pixels = vi.Pixels.NONE
+
+        def open(self, ctx):
+            ctx.add_layer("logo", ["volta_mark", "other"])
+
+        def __call__(self, batch):
+            batch["logo"] = [logos for _ in batch.frames]
+
+        def on_stream_end(self, stream_id):
+            pass
+
+        def close(self):
+            pass
+
+    pipe = vi.Pipeline([], [Logos(), vi.ReadText(reader=Reader()),
+                            vi.BrandExposure(brands=[{"name": "KESTREL"},
+                                                     {"name": "VOLTA", "logo_classes": ["volta_mark"]}],
+                                             logos="logo", text="text", report_dir=None)], device="cpu")
+    (out,) = pipe.analyse([make_frame("s", 0)])["brand"]
     assert out.class_id.tolist() == [1, 0, 1]  # the VOLTA logo, the joined KESTREL, the VOLTA text
     assert out.attributes["source"].label_id.tolist() == [0, 1, 1]
     np.testing.assert_allclose(out.xyxy[1], [100, 50, 260, 92])

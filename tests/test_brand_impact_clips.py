@@ -97,3 +97,17 @@ def test_video_without_brands_reports_none(tmp_path):
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert all(b["visible_s"] == 0 and b["appearances"] == 0
                for s in report["streams"].values() for b in s["brands"])
+
+
+def test_brand_impact_composed_in_python_gives_the_report_of_the_pipeline_file(run, tmp_path):
+    """examples/brand_impact.py builds the same stages as pipelines/brand_impact.toml in code."""
+    _, _, _, from_toml, _, _ = run
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "brand_impact.py"), "--report-dir",
+                           str(tmp_path / "report"), "--endpoint", free_endpoint()],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from_code = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert from_code["streams"] == from_toml["streams"]
+    assert from_code["totals"] == from_toml["totals"]
+    assert "Brand exposure: brand_impact" in done.stdout
+    assert f"report: {tmp_path / 'report' / 'report.json'}" in done.stdout

@@ -8,27 +8,30 @@ import json
 
 from ground_truth import CLIPS, REPO
 from test_pipeline_e2e import free_endpoint
-from vidinfer import Pipeline
-from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandStage
+from vidinfer import BrandExposure, CallbackSink, ReadText, ZmqSink
+from vidinfer.analytics.brand_stage import SOURCE_LABELS
 from vidinfer.config import load_pipeline
 
 
 def test_live_pipeline_reads_text_in_the_background_and_holds_it(tmp_path):
     spec = load_pipeline(REPO / "pipelines" / "brand_impact_live.toml")
-    assert spec.brand_impact.text.background and spec.brand_impact.text.interval_s == 2.0
+    text = spec.stage_of(ReadText)
+    assert text.background and text.interval_s == 2.0
     for s in spec.streams:
         assert s.realtime and s.live and s.sample_fps == 2
         s.loop, s.max_reconnects = False, 0  # one pass of each 11-s clip, then the "camera" ends
-    spec.brand_impact.report_dir = tmp_path / "report"
-    spec.publish.endpoint = free_endpoint()
+    spec.stage_of(BrandExposure).report_dir = tmp_path / "report"
+    spec.sink_of(ZmqSink).endpoint = free_endpoint()
     sources: dict[str, set[str]] = {}
 
-    def on_result(frame, det):
+    def on_frame(frame, layers):
+        det = layers["brand"]
         sources.setdefault(frame.stream_id, set()).update(SOURCE_LABELS[k] for k in det.attributes["source"].label_id)
 
-    pipe = Pipeline(spec, on_result=on_result)
+    spec.sinks.append(CallbackSink(on_frame=on_frame))
+    pipe = spec.build()
     report = pipe.run()
-    stage = next(s for s in pipe.stages if isinstance(s, BrandStage))
+    stage = pipe.stage("read_text")
 
     assert report.exit_code == 0
     for sid, s in report.streams.items():

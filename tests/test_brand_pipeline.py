@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from ground_truth import CLIPS, load_gt
-from vidinfer import Pipeline
 from vidinfer.config import parse_pipeline
 from vidinfer.publish import Subscriber
 from vidinfer.testing.shape_models import SHAPE_CLASSES, build_shape_detector
@@ -32,10 +31,13 @@ def spec(detector, endpoint, report_dir, sample_fps=None):
             s["sample_fps"] = sample_fps
     return parse_pipeline({
         "name": "brands", "streams": streams,
-        "detector": {"model": str(detector), "classes": SHAPE_CLASSES, "conf_threshold": 0.5},
-        "publish": {"endpoint": endpoint, "wait_for_subscribers": 1},
-        "brand_impact": {"brands": BRANDS, "read_text": False, "publish_interval_s": 1.0,
-                         "report_dir": str(report_dir)},
+        "stages": [
+            {"type": "detect", "layer": "logo", "model": str(detector), "classes": SHAPE_CLASSES,
+             "conf_threshold": 0.5},
+            {"type": "brand_exposure", "logos": "logo", "brands": BRANDS, "publish_interval_s": 1.0,
+             "report_dir": str(report_dir)},  # logos only: no read_text stage
+        ],
+        "sinks": [{"type": "zmq", "endpoint": endpoint, "wait_for_subscribers": 1}],
     })
 
 
@@ -52,7 +54,7 @@ def expected(clip):
 def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tmp_path, sample_fps):
     endpoint = free_endpoint()
     with Subscriber(endpoint, topics=["brand.", "det.cam-a."]) as sub:
-        report = Pipeline(spec(detector, endpoint, tmp_path / "report", sample_fps)).run()
+        report = spec(detector, endpoint, tmp_path / "report", sample_fps).build().run()
         messages = list(sub.iter(timeout=2))
     assert report.exit_code == 0
     for sid, clip in (("cam-a", "shapes_a"), ("cam-c", "shapes_c")):
@@ -60,7 +62,7 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
         final = [m for m in messages if m.topic == f"brand.{sid}." and m.body["final"]]
         assert len(final) == 1
         brands = final[0].body["brands"]
-        reported = report.brand_report["streams"][sid]["brands"]
+        reported = report.section("brand_impact")["streams"][sid]["brands"]
         assert reported == brands  # the report says what was published
         for c, b in enumerate(brands):
             assert b["brand"] == BRANDS[c]["name"]

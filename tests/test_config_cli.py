@@ -13,24 +13,31 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vidinfer.config import PipelineSpec, parse_pipeline
+from vidinfer.config import PipelineConfig, _Settings, parse_pipeline
 from vidinfer.errors import ConfigError
 from vidinfer.publish import Subscriber
+from vidinfer.publish.sinks import ZmqSink
+from vidinfer.stages import Classify, Detect
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "shapes"
 CLIP_A = ROOT / "sample_streams" / "shapes_a.mp4"
 
-DETECTOR_KEYS = ("classes, conf_threshold, input_size, intra_op_threads, iou_threshold, labels_file, layout, "
-                 "max_detections, model, output")
+DETECTOR_KEYS = ("classes, conf_threshold, input_size, intra_op_threads, iou_threshold, labels_file, layer, "
+                 "layout, max_detections, model, name, output")
 DETECTOR = f"model = '{MODELS / 'detector.onnx'}'\nclasses = ['red', 'green', 'blue']"
+STAGE_TYPES = "brand_exposure, classify, detect, python, read_text, track"
+SINK_TYPES = "file, push, python, zmq"
 
 
-def _toml(detector="", streams=None, top="", publish='endpoint = ""', extra=""):
-    """A pipeline file that is valid unless one of the parts says otherwise."""
+def _toml(detector="", streams=None, top="", sink=None, extra="", stage_type="detect"):
+    """A pipeline file that is valid unless one of the parts says otherwise: a detect stage, a
+    ZeroMQ sink only when ``sink`` gives its keys (no sink: nothing is published)."""
     if streams is None:
         streams = [f"id = 'cam-1'\nurl = '{CLIP_A}'\nkeyframes_only = true"]
-    text = f"{top}\n[detector]\n{detector or DETECTOR}\n[publish]\n{publish}\n"
+    text = f"{top}\n[[stages]]\ntype = '{stage_type}'\n{detector or DETECTOR}\n"
+    if sink is not None:
+        text += f"[[sinks]]\ntype = 'zmq'\n{sink}\n"
     return text + "".join(f"[[streams]]\n{s}\n" for s in streams) + extra
 
 
@@ -46,35 +53,69 @@ def _assert_usage_error(proc, expected_line):
     assert proc.stdout == ""
 
 
-SHADE = f"[[classifiers]]\nname = 'shade'\nmodel = '{MODELS / 'shade.onnx'}'\nlabels = ['bright', 'dim']\n"
+SHADE = (f"[[stages]]\ntype = 'classify'\nname = 'shade'\nmodel = '{MODELS / 'shade.onnx'}'\n"
+         "labels = ['bright', 'dim']\n")
 
 BAD_PIPELINES = [
     ("toml_syntax", 'name = "unterminated\n' + _toml(),
      "vidinfer: error: pipe.toml: not valid TOML (Illegal character '\\n' (at line 1, column 21)); "
      "fix the syntax there"),
     ("unknown_key", _toml(detector=DETECTOR + "\nconf_treshold = 0.3"),
-     "vidinfer: error: pipe.toml: unknown key 'detector.conf_treshold' (did you mean 'conf_threshold'?); "
+     "vidinfer: error: pipe.toml: unknown key 'stages[0].conf_treshold' (did you mean 'conf_threshold'?); "
      f"allowed keys here: {DETECTOR_KEYS}"),
     ("wrong_type", _toml(top="max_batch_size = 'eight'"),
      "vidinfer: error: pipe.toml: key 'max_batch_size': input should be a valid integer, unable to parse "
      "string as an integer, got 'eight'"),
     ("missing_key", _toml(detector="classes = ['red', 'green', 'blue']"),
-     "vidinfer: error: pipe.toml: key 'detector.model' is required but missing; add it"),
+     "vidinfer: error: pipe.toml: key 'stages[0].model' is required but missing; add it"),
     ("missing_model_file", _toml(detector="model = 'nothere.onnx'\nclasses = ['a']"),
-     "vidinfer: error: pipe.toml: key 'detector.model': file 'nothere.onnx' does not exist; fix the path "
+     "vidinfer: error: pipe.toml: key 'stages[0].model': file 'nothere.onnx' does not exist; fix the path "
      "(relative paths are relative to the pipeline file)"),
     ("duplicate_stream_id", _toml(streams=[f"id = 'cam-1'\nurl = '{CLIP_A}'"] * 2),
      "vidinfer: error: pipe.toml: key 'streams': stream id 'cam-1' is used twice; give every stream its own id"),
     ("infinite_number", _toml(top="max_delay_ms = inf"),
      "vidinfer: error: pipe.toml: key 'max_delay_ms': input should be a finite number, got inf"),
     ("duplicate_classifier_name", _toml(extra=SHADE * 2),
-     "vidinfer: error: pipe.toml: key 'classifiers': classifier name 'shade' is used twice; give every "
-     "classifier its own name"),
+     "vidinfer: error: pipe.toml: stage name 'shade' is used twice; give every stage its own name"),
     ("negative_input_size", _toml(detector=DETECTOR + "\ninput_size = [-640, 640]"),
-     "vidinfer: error: pipe.toml: key 'detector.input_size[0]': input should be greater than 0, got -640"),
+     "vidinfer: error: pipe.toml: key 'stages[0].input_size[0]': input should be greater than 0, got -640"),
     ("model_input_does_not_fit", _toml(detector=DETECTOR + "\ninput_size = [320, 320]"),
-     "vidinfer: error: pipe.toml: detector model 'detector.onnx' input 'images' is 640x640 (shape ['batch', 3, "
-     "640, 640]) but the configuration says input_size = [320, 320]; make them agree"),
+     "vidinfer: error: pipe.toml: stage 'detect:objects': detector model 'detector.onnx' input 'images' is 640x640 "
+     "(shape ['batch', 3, 640, 640]) but the configuration says input_size = [320, 320]; make them agree"),
+    # The fixed tables of vidinfer 0.1 are refused, each with where it moved.
+    ("old_detector_table", _toml(extra=f"[detector]\n{DETECTOR}\n"),
+     "vidinfer: error: pipe.toml: key 'detector': pipeline files now list their stages and sinks; move [detector] "
+     "into a [[stages]] table with type = \"detect\" (docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
+    ("old_classifiers_table", _toml(extra=SHADE.replace("[[stages]]\ntype = 'classify'", "[[classifiers]]")),
+     "vidinfer: error: pipe.toml: key 'classifiers': pipeline files now list their stages and sinks; move "
+     "[classifiers] into [[stages]] tables with type = \"classify\" (after the detect stage) (docs/configuration.md, "
+     "'Pipeline files of vidinfer 0.1')"),
+    ("old_tracker_table", _toml(extra="[tracker]\nmax_lost_s = 1.0\n"),
+     "vidinfer: error: pipe.toml: key 'tracker': pipeline files now list their stages and sinks; move [tracker] "
+     "into a [[stages]] table with type = \"track\" (brand impact: the tracker table of its brand_exposure stage) "
+     "(docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
+    ("old_brand_impact_table", _toml(extra="[brand_impact]\nbrands = [{name = 'VOLTA'}]\n"),
+     "vidinfer: error: pipe.toml: key 'brand_impact': pipeline files now list their stages and sinks; move "
+     "[brand_impact] into [[stages]] tables with type = \"read_text\" and type = \"brand_exposure\" "
+     "(docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
+    ("old_publish_table", _toml(extra="[publish]\nendpoint = 'tcp://127.0.0.1:5555'\n"),
+     "vidinfer: error: pipe.toml: key 'publish': pipeline files now list their stages and sinks; move [publish] "
+     "into a [[sinks]] table with type = \"zmq\" (reliable_endpoint: type = \"push\"; file: type = \"file\") "
+     "(docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
+    # Stage and sink types: unknown ones list the types; a misspelled one also names the closest.
+    ("unknown_stage_type", _toml(stage_type="segment"),
+     f"vidinfer: error: pipe.toml: key 'stages[0].type': unknown stage type 'segment'; types: {STAGE_TYPES}"),
+    ("misspelled_stage_type", _toml(stage_type="detekt"),
+     "vidinfer: error: pipe.toml: key 'stages[0].type': unknown stage type 'detekt' (did you mean 'detect'?); "
+     f"types: {STAGE_TYPES}"),
+    ("misspelled_sink_type", _toml(extra="[[sinks]]\ntype = 'zmqq'\n"),
+     "vidinfer: error: pipe.toml: key 'sinks[0].type': unknown sink type 'zmqq' (did you mean 'zmq'?); "
+     f"types: {SINK_TYPES}"),
+    ("stage_type_not_a_string", _toml(extra=SHADE.replace("type = 'classify'", "type = ['classify']")),
+     "vidinfer: error: pipe.toml: key 'stages[1].type': unknown stage type ['classify'] (did you mean 'classify'?); "
+     f"types: {STAGE_TYPES}"),
+    ("missing_stage_type", _toml(extra=SHADE.replace("type = 'classify'\n", "")),
+     f"vidinfer: error: pipe.toml: key 'stages[1].type' is required but missing; add one of: {STAGE_TYPES}"),
 ]
 
 
@@ -95,8 +136,8 @@ def test_model_file_that_is_not_onnx_names_the_pipeline_file(tmp_path):
     proc = _vidinfer("run", "pipe.toml", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.splitlines()
-    assert line.startswith("vidinfer: error: pipe.toml: detector model file 'fake.onnx' is not a loadable "
-                           "ONNX model (")
+    assert line.startswith("vidinfer: error: pipe.toml: stage 'detect:objects': detector model file 'fake.onnx' is "
+                           "not a loadable ONNX model (")
     assert line.endswith("); export the model to ONNX and point to the .onnx file")
 
 
@@ -121,7 +162,7 @@ def test_publish_option_overrides_the_endpoint_in_the_file(tmp_path):
     taken.listen()
     port = taken.getsockname()[1]
     (tmp_path / "pipe.toml").write_text(_toml(
-        publish=f"endpoint = 'tcp://127.0.0.1:{port}'\nwait_for_subscribers = 1\nwait_timeout_s = 30"))
+        sink=f"endpoint = 'tcp://127.0.0.1:{port}'\nwait_for_subscribers = 1\nwait_timeout_s = 30"))
     endpoint = f"ipc://{tmp_path}/results.sock"
     received = []
     with Subscriber(endpoint) as sub:
@@ -153,19 +194,19 @@ def test_publish_option_overrides_the_endpoint_in_the_file(tmp_path):
 VALID = {
     "name": "prop",
     "max_batch_size": 4,
-    "detector": {"model": "detector.onnx", "labels_file": "labels.txt", "conf_threshold": 0.5},
-    "classifiers": [{"name": "shade", "model": "shade.onnx", "labels": ["bright", "dim"],
-                     "operate_on_classes": ["red"]}],
-    "publish": {"endpoint": "tcp://127.0.0.1:5555"},
+    "stages": [{"type": "detect", "model": "detector.onnx", "labels_file": "labels.txt", "conf_threshold": 0.5},
+               {"type": "classify", "name": "shade", "model": "shade.onnx", "labels": ["bright", "dim"],
+                "operate_on_classes": ["red"]}],
+    "sinks": [{"type": "zmq", "endpoint": "tcp://127.0.0.1:5555"}],
     "streams": [{"id": "cam-1", "url": "a.mp4", "sample_fps": 5.0, "options": {"rtsp_transport": "tcp"}}],
 }
-TABLES = [(), ("detector",), ("classifiers", 0), ("publish",), ("streams", 0), ("streams", 0, "options")]
+TABLES = [(), ("stages", 0), ("stages", 1), ("sinks", 0), ("streams", 0), ("streams", 0, "options")]
 
 # Text leans on characters that break messages over lines or confuse paths.
 text = st.text(st.one_of(st.characters(), st.sampled_from("\n\r\t\x00\u2028/.'\"")), max_size=20)
-field_names = sorted({name for model in (PipelineSpec, *(PipelineSpec.model_fields[f].annotation.__args__[0]
-                                                       for f in ("streams", "classifiers")))
-                      for name in model.model_fields})
+field_names = sorted({"type", *(name for model in (_Settings, _Settings.model_fields["streams"].annotation.__args__[0],
+                                                   Detect, Classify, ZmqSink)
+                                  for name in model.model_fields)})
 keys = st.one_of(st.sampled_from(field_names), text.filter(bool))
 scalars = st.one_of(text, st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans(),
                     st.dates(), st.datetimes(), st.times())
@@ -185,7 +226,9 @@ def _table(doc, path):
 
 
 def test_valid_document_for_the_property_test_is_valid():
-    assert isinstance(parse_pipeline(copy.deepcopy(VALID), "prop.toml", MODELS), PipelineSpec)
+    config = parse_pipeline(copy.deepcopy(VALID), "prop.toml", MODELS)
+    assert isinstance(config, PipelineConfig)
+    assert [type(s) for s in config.stages] == [Detect, Classify] and [type(s) for s in config.sinks] == [ZmqSink]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -211,7 +254,7 @@ def test_mutated_documents_validate_or_raise_one_line_config_error(mutations):
         assert msg.startswith("prop.toml: ")
         assert len(msg.splitlines()) == 1, msg
     else:
-        assert isinstance(spec, PipelineSpec)
+        assert isinstance(spec, PipelineConfig)
 
 
 def test_key_with_a_line_break_is_reported_on_one_line():
@@ -224,10 +267,10 @@ def test_key_with_a_line_break_is_reported_on_one_line():
 
 def test_model_path_too_long_for_the_file_system_is_a_config_error():
     doc = copy.deepcopy(VALID)
-    doc["detector"]["model"] = "m" * 300 + ".onnx"
+    doc["stages"][0]["model"] = "m" * 300 + ".onnx"
     with pytest.raises(ConfigError) as err:
         parse_pipeline(doc, "prop.toml", Path("/tmp"))
-    assert str(err.value) == (f"prop.toml: key 'detector.model': file '/tmp/{'m' * 300}.onnx' cannot be read "
+    assert str(err.value) == (f"prop.toml: key 'stages[0].model': file '/tmp/{'m' * 300}.onnx' cannot be read "
                               "(File name too long); fix the path")
 
 
@@ -236,8 +279,8 @@ def test_publish_endpoint_in_use_names_the_file_and_key(tmp_path):
         held.bind(("127.0.0.1", 0))
         held.listen()
         endpoint = f"tcp://127.0.0.1:{held.getsockname()[1]}"
-        (tmp_path / "pipe.toml").write_text(_toml(publish=f"endpoint = '{endpoint}'"))
+        (tmp_path / "pipe.toml").write_text(_toml(sink=f"endpoint = '{endpoint}'"))
         proc = _vidinfer("run", "pipe.toml", cwd=tmp_path)
-    _assert_usage_error(proc, f"vidinfer: error: pipe.toml: key 'publish.endpoint': cannot bind publish endpoint "
+    _assert_usage_error(proc, f"vidinfer: error: pipe.toml: sink 'zmq': key 'endpoint': cannot bind publish endpoint "
                               f"'{endpoint}' (Address already in use); choose a free port or a valid endpoint "
                               "such as tcp://127.0.0.1:5555")

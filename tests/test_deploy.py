@@ -10,7 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from vidinfer.config import PipelineSpec
+from vidinfer.config import PipelineConfig, parse_pipeline
+from vidinfer.publish.sinks import ZmqSink
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +25,14 @@ K8S = "1.30"
 
 def _docs():
     return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(MANIFEST.read_text())}
+
+
+def _pipeline(text: str) -> PipelineConfig:
+    """The ConfigMap's pipeline, validated as `vidinfer run` validates it: every key known, every value
+    valid, every model and label file present. The images copy the repository's models to /app/models
+    (deploy/docker), so /app/ is read as the repository root here."""
+    assert "/app/models/" in text
+    return parse_pipeline(tomllib.loads(text.replace("/app/", f"{ROOT}/")), "pipeline.toml")
 
 
 def test_every_manifest_is_valid_kubernetes():
@@ -58,8 +67,9 @@ def test_shards_get_a_gpu_their_pipeline_and_a_shard_of_the_streams():
     cm = docs[("ConfigMap", "vidinfer-pipeline")]
     (key,) = cm["data"]
     assert c["args"][:2] == ["run", f"{mount['mountPath']}/{key}"]
-    spec = PipelineSpec.model_validate(tomllib.loads(cm["data"][key]))  # every key known, every value valid
-    assert spec.publish.connect and spec.metrics.port == 9100 and spec.metrics.host == "0.0.0.0"
+    spec = _pipeline(cm["data"][key])  # every key known, every value valid
+    sink = spec.sink_of(ZmqSink)
+    assert sink.connect and spec.metrics.port == 9100 and spec.metrics.host == "0.0.0.0"
     # Probes mean something: liveness and readiness on vidinfer's endpoints, on the metrics port.
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports["metrics"] == spec.metrics.port
@@ -73,8 +83,8 @@ def test_shards_get_a_gpu_their_pipeline_and_a_shard_of_the_streams():
 
 def test_shards_publish_into_the_proxy_service_and_subscribers_reach_its_backend():
     docs = _docs()
-    spec = PipelineSpec.model_validate(tomllib.loads(docs[("ConfigMap", "vidinfer-pipeline")]["data"]["pipeline.toml"]))
-    host, port = re.fullmatch(r"tcp://([\w.-]+):(\d+)", spec.publish.endpoint).groups()
+    spec = _pipeline(docs[("ConfigMap", "vidinfer-pipeline")]["data"]["pipeline.toml"])
+    host, port = re.fullmatch(r"tcp://([\w.-]+):(\d+)", spec.sink_of(ZmqSink).endpoint).groups()
     svc = docs[("Service", host)]
     deploy = docs[("Deployment", "vidinfer-proxy")]
     pod = deploy["spec"]["template"]

@@ -18,16 +18,8 @@ import pytest
 from gpu_fakes import FakeVpf, install_fake_gpu, kernel_emulator
 from ground_truth import CLIPS, assert_matches_gt, load_gt
 
-from vidinfer import Pipeline
-from vidinfer.config import (
-    ClassifierSpec,
-    DetectorSpec,
-    GpuSpec,
-    PipelineSpec,
-    PublishSpec,
-    StreamSpec,
-    TrackerSpec,
-)
+import vidinfer as vi
+from vidinfer.config import GpuSpec, StreamSpec
 from vidinfer.devices import Capability, plan_device
 from vidinfer.errors import ConfigError
 from vidinfer.sources.nvdec import VpfDecoder, annexb_filter, annexb_packets
@@ -41,30 +33,33 @@ def emulator(tmp_path_factory):
     return kernel_emulator(tmp_path_factory.mktemp("kernels"))
 
 
-def _spec(models, tmp_path, streams, classifiers=True, tracker=None):
-    return PipelineSpec(
-        name="gpu", device="gpu", max_batch_size=4, max_delay_ms=5,
-        gpu=GpuSpec(engine_cache_dir=tmp_path / "engines"),
-        streams=[StreamSpec(id=sid, url=str(CLIPS / f"{clip}.mp4")) for sid, clip in streams.items()],
-        detector=DetectorSpec(model=models / "detector.onnx", classes=SHAPE_CLASSES, conf_threshold=0.5,
-                              iou_threshold=0.5),
-        classifiers=[ClassifierSpec(name="shade", model=models / "shade.onnx", labels=SHADE_LABELS)] if classifiers else [],
-        tracker=tracker, publish=PublishSpec(endpoint=""))
-
-
-def _run(spec):
+def _pipeline(models, tmp_path, streams, classifiers=True, track=False, extra=()):
+    """A device = "gpu" pipeline over sample clips; results per stream collected by a callback sink."""
     results: dict[str, list] = {}
-    report = Pipeline(spec, on_result=lambda f, d: results.setdefault(f.stream_id, []).append((f, d))).run()
-    return report, results
+    stages = [vi.Detect(model=models / "detector.onnx", classes=SHAPE_CLASSES, conf_threshold=0.5, iou_threshold=0.5)]
+    if classifiers:
+        stages.append(vi.Classify(name="shade", model=models / "shade.onnx", labels=SHADE_LABELS))
+    if track:
+        stages.append(vi.Track())
+    sink = vi.CallbackSink(on_frame=lambda f, layers: results.setdefault(f.stream_id, []).append((f, layers["objects"])))
+    pipeline = vi.Pipeline([StreamSpec(id=sid, url=str(CLIPS / f"{clip}.mp4")) for sid, clip in streams.items()],
+                           [*stages, *extra], [sink], name="gpu", device="gpu", max_batch_size=4, max_delay_ms=5,
+                           gpu=GpuSpec(engine_cache_dir=tmp_path / "engines"))
+    return pipeline, results
+
+
+def _run(*args, **kw):
+    pipeline, results = _pipeline(*args, **kw)
+    return pipeline.run(), results
 
 
 def test_gpu_pipeline_with_fake_cuda_modules_finds_every_box_of_the_sample_clips(models, tmp_path, monkeypatch,
                                                                                emulator):
     fakes = install_fake_gpu(monkeypatch, emulator)
     streams = {"cam-a": "shapes_a", "pitch": "shapes_1080p"}
-    report, results = _run(_spec(models, tmp_path, streams, tracker=TrackerSpec()))
+    report, results = _run(models, tmp_path, streams, track=True)
     assert report.exit_code == 0 and report.device == "gpu"
-    assert report.stages["decoder"].startswith("nvdec (PyNvVideoCodec") and report.stages["detector"].startswith("tensorrt")
+    assert report.backends["decoder"].startswith("nvdec (PyNvVideoCodec") and report.backends["detector"].startswith("tensorrt")
     for sid, clip in streams.items():
         gt = load_gt(clip)
         got = results[sid]
@@ -95,7 +90,7 @@ def test_gpu_decoder_fault_with_fake_pynvvideocodec_recreates_only_that_stream_a
     # The clips' time base is 1/12800 s: frame 30 has pts 30 * 512. Whichever stream's decoder
     # meets it first fails once on it.
     install_fake_gpu(monkeypatch, emulator, nvc=DecodingNvc(fail_pts={30 * 512}))
-    pipeline = Pipeline(_spec(models, tmp_path, {"cam-b": "shapes_b", "cam-c": "shapes_c"}, classifiers=False))
+    pipeline, _ = _pipeline(models, tmp_path, {"cam-b": "shapes_b", "cam-c": "shapes_c"}, classifiers=False)
     metrics = PipelineMetrics(pipeline)
     report = pipeline.run()
     faulty = [s for s in report.streams.values() if s.decoder_recreations]
@@ -142,8 +137,8 @@ def test_gpu_pipeline_with_fake_vpf_pynvcodec_when_pynvvideocodec_is_absent(mode
     install_fake_gpu(monkeypatch, emulator, nvc=FakeVpf())
     if importlib.util.find_spec("PyNvVideoCodec") is not None:
         pytest.skip("PyNvVideoCodec is installed here")
-    report, results = _run(_spec(models, tmp_path, {"cam-d": "shapes_d"}, classifiers=False))
-    assert report.stages["decoder"].startswith("nvdec (PyNvCodec")
+    report, results = _run(models, tmp_path, {"cam-d": "shapes_d"}, classifiers=False)
+    assert report.backends["decoder"].startswith("nvdec (PyNvCodec")
     gt = load_gt("shapes_d")
     assert [f.frame_no for f, _ in results["cam-d"]] == sorted(gt)
     for f, det in results["cam-d"]:
@@ -189,7 +184,8 @@ def test_device_gpu_here_exits_2_with_one_line(models, tmp_path):
     _missing_here()
     toml = tmp_path / "gpu.toml"
     toml.write_text(f'device = "gpu"\n[[streams]]\nid = "a"\nurl = "{CLIPS / "shapes_a.mp4"}"\n'
-                    f'[detector]\nmodel = "{models / "detector.onnx"}"\nclasses = ["red", "green", "blue"]\n')
+                    f'[[stages]]\ntype = "detect"\nmodel = "{models / "detector.onnx"}"\n'
+                    'classes = ["red", "green", "blue"]\n')
     done = subprocess.run([sys.executable, "-m", "vidinfer", "run", str(toml)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2
@@ -226,3 +222,39 @@ def test_tensorrt_with_fake_cuda_modules_builds_a_fixed_batch_model_at_its_batch
         TensorRTEngine(model, max_batch_size=8, cache_dir=tmp_path / "engines")
     assert str(err.value) == ("model 'fixed.onnx' has a fixed batch of 4 but the pipeline's max_batch_size is 8; "
                               "set max_batch_size = 4 or export the model with a dynamic batch dimension")
+
+
+def test_gpu_pipeline_with_fake_cupy_copies_frames_to_the_host_only_for_stages_that_ask_once_per_batch(
+        models, tmp_path, monkeypatch, emulator):
+    """Host copies of whole NV12 frames, counted on the fake CuPy's device arrays: none for stages
+    that read no pixels; one per frame when stages read host pixels, however many of them."""
+    fakes = install_fake_gpu(monkeypatch, emulator)
+    seen: dict[str, list] = {"none": [], "host": []}
+
+    @vi.stage(pixels="none")
+    def count_boxes(batch):
+        seen["none"] += [type(f.image).__name__ for f in batch.frames]
+
+    def nv12_copies():
+        return sum(1 for shape, dtype in fakes.host_copies if dtype == np.uint8 and shape == (540, 640))
+
+    report, _ = _run(models, tmp_path, {"cam-a": "shapes_a"}, classifiers=False, extra=[count_boxes])
+    assert report.exit_code == 0 and report.frames == 100
+    assert nv12_copies() == 0  # boxes only: every frame stayed on the "device"
+    assert set(seen["none"]) == {"DeviceNV12"}
+
+    @vi.stage(pixels="host", name="reads_pixels")
+    def read_pixels(batch):
+        seen["host"] += [type(f.image).__name__ for f in batch.frames]
+
+    @vi.stage(pixels="host", name="reads_pixels_too")
+    def read_pixels_too(batch):
+        assert all(isinstance(f.image, np.ndarray) for f in batch.frames)
+
+    fakes.host_copies.clear()
+    report, _ = _run(models, tmp_path, {"cam-a": "shapes_a"}, classifiers=False,
+                     extra=[count_boxes, read_pixels, read_pixels_too])
+    assert report.exit_code == 0 and report.frames == 100
+    assert nv12_copies() == 100  # one per frame for both host stages together
+    assert set(seen["host"]) == {"ndarray"} and len(seen["host"]) == 100
+    assert report.stages["reads_pixels_too"].failures == 0

@@ -13,6 +13,7 @@ from ground_truth import CLIPS, load_gt
 from vidinfer.batching import Batcher
 from vidinfer.config import StreamSpec
 from vidinfer.frame import StreamState
+from vidinfer.sources.base import DecodeHints
 from vidinfer.sources.pyav import PyAVSource
 
 
@@ -53,12 +54,12 @@ def test_hls_playlist_over_http_decodes_every_frame(hls_server):
     batcher = Batcher(8, 0)
     queue = batcher.add_stream("hls", 8, drop_oldest=False)
     spec = StreamSpec(id="hls", url=f"{hls_server}/index.m3u8", open_timeout_s=5, read_timeout_s=5)
-    source = PyAVSource(spec, (640, 640), queue, threading.Event())
-    source.start()
+    source = PyAVSource(spec)
+    source.start(queue, DecodeHints(size=(640, 640), full_frames=False, decode_threads=0))
     frames, events = [], []
-    while (batch := batcher.next_batch()) is not None:
-        frames += batch.frames
-        events += batch.events_before + batch.events_after
+    while (collected := batcher.next_batch()) is not None:
+        frames += collected.frames
+        events += collected.events_before + collected.events_after
     source.join(5)
     gt = load_gt("shapes_a")
     assert [f.frame_no for f in frames] == sorted(gt)

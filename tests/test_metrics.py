@@ -18,14 +18,13 @@ from vidinfer.metrics import MetricsServer, PipelineMetrics
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _spec(streams, **kw):
-    return vi.PipelineSpec(
-        name="metrics-test", max_batch_size=4, max_delay_ms=5,
-        streams=[vi.StreamSpec(id=sid, url=str(ROOT / f"sample_streams/shapes_{c}.mp4"), **opts)
-                 for sid, c, opts in streams],
-        detector=vi.DetectorSpec(model=ROOT / "models/shapes/detector.onnx",
-                                 labels_file=ROOT / "models/shapes/labels.txt", conf_threshold=0.5),
-        publish=vi.PublishSpec(endpoint=""), **kw)
+def _pipeline(streams, **kw):
+    """The shape detector over sample clips, no sink (nothing published)."""
+    return vi.Pipeline(
+        [vi.StreamSpec(id=sid, url=str(ROOT / f"sample_streams/shapes_{c}.mp4"), **opts) for sid, c, opts in streams],
+        [vi.Detect(model=ROOT / "models/shapes/detector.onnx", labels_file=ROOT / "models/shapes/labels.txt",
+                   conf_threshold=0.5)],
+        name="metrics-test", max_batch_size=4, max_delay_ms=5, **kw)
 
 
 def _get(port, path):
@@ -45,7 +44,7 @@ def _samples(text):
 
 
 def test_metrics_count_what_the_pipeline_did_and_probes_follow_its_state():
-    pipeline = vi.Pipeline(_spec([("cam-a", "a", {}), ("cam-c", "c", {"sample_fps": 5})]))
+    pipeline = _pipeline([("cam-a", "a", {}), ("cam-c", "c", {"sample_fps": 5})])
     metrics = PipelineMetrics(pipeline)
     server = MetricsServer(metrics.registry, "127.0.0.1", 0, live=metrics.live, ready=metrics.ready)
     try:
@@ -75,15 +74,23 @@ def test_metrics_count_what_the_pipeline_did_and_probes_follow_its_state():
     assert m[("vidinfer_inference_duration_seconds_count", ())] == report.batches
     assert m[("vidinfer_frame_latency_seconds_count", ())] == 120
     assert m[("vidinfer_streams", ())] == 2
-    # Which backend each stage got, and the detector's own time (both backends export these).
+    # Which backend each part got, and each pipeline stage's own time and failures (both backends
+    # export these).
     assert m[("vidinfer_device_info", (("device", "cpu"),))] == 1
     assert m[("vidinfer_backend_info", (("backend", "onnxruntime (CPU)"), ("stage", "detector")))] == 1
     assert m[("vidinfer_backend_info", (("backend", "pyav (FFmpeg software decode)"), ("stage", "decoder")))] == 1
-    assert m[("vidinfer_detector_duration_seconds_count", ())] == report.batches
+    detect = (("stage", "detect:objects"),)
+    assert m[("vidinfer_stage_duration_seconds_count", detect)] == report.batches
+    assert 0 < m[("vidinfer_stage_duration_seconds_sum", detect)] <= report.stages["detect:objects"].seconds + 1e-6
+    assert m[("vidinfer_stage_failures_total", detect)] == report.stages["detect:objects"].failures == 0
+    assert {dict(k[1]).get("stage") for k in m if k[0] == "vidinfer_stage_duration_seconds_count"} == {"detect:objects"}
+    assert not any(name.startswith("vidinfer_detector_duration") for name, _ in m)  # per stage now
     assert not any(name.startswith("vidinfer_nvdec") for name, _ in m)  # GPU-only counters
     # Naming rules: the prefix, counters end in _total, and no label but the stream (and a drop
-    # reason); the two info gauges label what they describe.
-    info_labels = {"vidinfer_backend_info": {"stage", "backend"}, "vidinfer_device_info": {"device"}}
+    # reason); the two info gauges label what they describe, the per-stage metrics their stage.
+    info_labels = {"vidinfer_backend_info": {"stage", "backend"}, "vidinfer_device_info": {"device"},
+                   "vidinfer_stage_duration_seconds": {"stage"}, "vidinfer_stage_duration_seconds_created": {"stage"},
+                   "vidinfer_stage_failures": {"stage"}}
     for fam in text_string_to_metric_families(text):
         assert fam.name.startswith("vidinfer_"), fam.name
         for s in fam.samples:
@@ -105,8 +112,8 @@ def test_a_metrics_port_in_use_is_refused_with_the_fix():
 
 def test_a_shard_with_no_streams_idles_ready_until_stopped():
     # cam-a goes to shard 2 of 3 (see test_sharding): shard 1 of 3 has nothing to do.
-    pipeline = vi.Pipeline(_spec([("cam-a", "a", {})], shard=ShardSpec(index=1, count=3)))
-    assert pipeline.spec.streams == []
+    pipeline = _pipeline([("cam-a", "a", {})], shard=ShardSpec(index=1, count=3))
+    assert pipeline.sources == []
     metrics = PipelineMetrics(pipeline)
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("report", pipeline.run()))

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ground_truth import CLIPS, REPO, assert_matches_gt, load_gt
-from vidinfer import Pipeline, load_pipeline
+from helpers import shapes_pipeline
+from vidinfer import CallbackSink, load_pipeline
 from vidinfer.publish import Subscriber
 from vidinfer.testing.shape_models import SHADE_LABELS, SHAPE_CLASSES
 
@@ -28,19 +29,10 @@ def free_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def write_pipeline(path: Path, models: Path, endpoint: str, streams=STREAMS, extra_stream_keys="") -> Path:
-    lines = [
-        'name = "e2e"', "max_batch_size = 8", "max_delay_ms = 20", "",
-        "[detector]", f'model = "{models / "detector.onnx"}"', f"classes = {json.dumps(SHAPE_CLASSES)}",
-        "conf_threshold = 0.5", "iou_threshold = 0.5", "",
-        "[[classifiers]]", 'name = "shade"', f'model = "{models / "shade.onnx"}"',
-        f"labels = {json.dumps(SHADE_LABELS)}", "",
-        "[publish]", f'endpoint = "{endpoint}"', "wait_for_subscribers = 1", "wait_timeout_s = 30", "",
-    ]
-    for sid, clip in streams.items():
-        lines += ["[[streams]]", f'id = "{sid}"', f'url = "{CLIPS / clip}.mp4"', extra_stream_keys, ""]
-    path.write_text("\n".join(lines))
-    return path
+def write_pipeline(path: Path, models: Path, endpoint: str, streams=STREAMS) -> Path:
+    """The shapes pipeline (detector, shade classifier, ZeroMQ sink) over sample clips: id -> clip."""
+    return shapes_pipeline(path, models, endpoint, {sid: {"url": f"{CLIPS / clip}.mp4"} for sid, clip in streams.items()},
+                           name="e2e")
 
 
 def collect_until_all_ended(sub: Subscriber, stream_ids, timeout=120.0):
@@ -105,8 +97,10 @@ def test_python_pipeline_publishes_to_subscriber_in_child_process(models, tmp_pa
     child = subprocess.Popen([sys.executable, "-m", "vidinfer", "subscribe", endpoint, "--timeout", "5"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
+    spec.sinks.append(CallbackSink(on_frame=lambda frame, layers: seen.append((frame.stream_id,
+                                                                             len(layers["objects"])))))
     try:
-        report = Pipeline(spec, on_result=lambda frame, det: seen.append((frame.stream_id, len(det)))).run()
+        report = spec.build().run()
         out, err = child.communicate(timeout=60)
     finally:
         child.kill()
@@ -176,7 +170,7 @@ def test_wire_format_doc_subscriber_works_without_vidinfer(models, tmp_path):
     child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env={**os.environ, "PYTHONPATH": ""})
     try:
-        Pipeline(spec).run()
+        spec.build().run()
         out, err = child.communicate(timeout=60)
     finally:
         child.kill()

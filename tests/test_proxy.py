@@ -110,10 +110,12 @@ def test_a_publisher_needs_both_curve_keys():
     from vidinfer.errors import ConfigError
 
     root = Path(__file__).resolve().parents[1]
-    data = {"detector": {"model": str(root / "models/shapes/detector.onnx"), "classes": ["red", "green", "blue"]},
+    data = {"stages": [{"type": "detect", "model": str(root / "models/shapes/detector.onnx"),
+                        "classes": ["red", "green", "blue"]}],
             "streams": [{"id": "cam-1", "url": "x.mp4"}],
-            "publish": {"endpoint": "tcp://proxy:5556", "connect": True, "curve_server_key": "server.key"}}
+            "sinks": [{"type": "zmq", "endpoint": "tcp://proxy:5556", "connect": True,
+                       "curve_server_key": "server.key"}]}
     with pytest.raises(ConfigError) as err:
         parse_pipeline(data, source="p.toml")
-    assert str(err.value) == ("p.toml: key 'publish': give both curve_server_key (the proxy's .key) and "
+    assert str(err.value) == ("p.toml: key 'sinks[0]': give both curve_server_key (the proxy's .key) and "
                               "curve_secret_key (this publisher's .key_secret) for CurveZMQ, or neither")

@@ -74,7 +74,7 @@ def test_subscriber_in_another_process_receives_everything_in_order(tmp_path):
     assert [m["seq"] for m in dets] == list(range(5))
     assert [m["body"]["frame_no"] for m in dets] == list(range(5))
     assert dets[0]["body"]["xyxy"] == [[1.5, 2.0, 30.0, 40.0], [100.0, 120.0, 150.0, 190.0]]
-    assert dets[0]["publisher_id"] == "test-pub" and dets[0]["version"] == "1.0"
+    assert dets[0]["publisher_id"] == "test-pub" and dets[0]["version"] == "1.1"
     assert lines[-1]["kind"] == "end_of_stream"
     assert lines[0]["body"]["classes"] == ["a", "b", "c"]
 

@@ -22,9 +22,10 @@ def quantized(tmp_path_factory):
 
 
 def _model_stem():
+    from vidinfer import Detect
     from vidinfer.config import load_pipeline
 
-    return load_pipeline(PIPELINE).detector.model.stem
+    return load_pipeline(PIPELINE).stage_of(Detect).model.stem
 
 
 def test_int8_copy_has_explicit_qdq_nodes(quantized):

@@ -14,7 +14,6 @@ import pytest
 
 from ground_truth import REPO
 from test_pipeline_e2e import free_endpoint
-from vidinfer import Pipeline
 from vidinfer.config import parse_pipeline
 from vidinfer.publish import Subscriber
 from vidinfer.testing.shape_models import SHAPE_CLASSES, build_shape_detector
@@ -59,17 +58,18 @@ def next_message(sub, predicate, timeout=30.0, seen=None):
 def test_stalled_then_dead_camera_reconnects_with_backoff_and_marks_the_discontinuity(tmp_path):
     port = int(free_endpoint().rsplit(":", 1)[1])
     endpoint = free_endpoint()
-    spec = parse_pipeline({
+    config = parse_pipeline({
         "name": "live",
         "streams": [{"id": "cam", "url": f"rtsp://127.0.0.1:{port}/live", "options": {"rtsp_transport": "tcp"},
                      "open_timeout_s": 2, "read_timeout_s": 2, "reconnect_max_s": 2, "sample_fps": 5}],
-        "detector": {"model": str(build_shape_detector(tmp_path / "d.onnx")), "classes": SHAPE_CLASSES},
-        "publish": {"endpoint": endpoint},
+        "stages": [{"type": "detect", "model": str(build_shape_detector(tmp_path / "d.onnx")),
+                    "classes": SHAPE_CLASSES}],
+        "sinks": [{"type": "zmq", "endpoint": endpoint}],
     })
     server = start_server(port)
     seen = []
     with Subscriber(endpoint, topics=["det.cam.", "status.cam."]) as sub:
-        pipeline = Pipeline(spec)
+        pipeline = config.build()
         runner = threading.Thread(target=pipeline.run)
         runner.start()
         try:

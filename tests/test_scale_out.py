@@ -24,17 +24,20 @@ name = "scale-out"
 max_batch_size = 8
 max_delay_ms = 20
 
-[detector]
+[[stages]]
+type = "detect"
 model = "{ROOT / 'models/shapes/detector.onnx'}"
 labels_file = "{ROOT / 'models/shapes/labels.txt'}"
 conf_threshold = 0.5
 
-[[classifiers]]
+[[stages]]
+type = "classify"
 name = "shade"
 model = "{ROOT / 'models/shapes/shade.onnx'}"
 labels = ["bright", "dim"]
 
-[publish]
+[[sinks]]
+type = "zmq"
 endpoint = "{frontend}"
 connect = true
 wait_for_subscribers = 1   # through the proxy: its subscription set arrives when the shard connects

@@ -9,7 +9,8 @@ import pytest
 from vidinfer.cli import main
 from vidinfer.config import parse_pipeline
 from vidinfer.errors import ConfigError
-from vidinfer.sharding import apply_shard, resolve_shard, select_streams, shard_of
+from vidinfer.pipeline import Pipeline
+from vidinfer.sharding import resolve_shard, select_streams, shard_of
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = [f"cam-{i:03d}" for i in range(300)]
@@ -96,15 +97,20 @@ def test_bad_shard_settings_say_what_to_fix(kwargs, message):
 
 
 def _pipeline_dict(**extra):
-    return {"detector": {"model": str(ROOT / "models/shapes/detector.onnx"),
-                         "labels_file": str(ROOT / "models/shapes/labels.txt")},
+    return {"stages": [{"type": "detect", "model": str(ROOT / "models/shapes/detector.onnx"),
+                        "labels_file": str(ROOT / "models/shapes/labels.txt")}],
             "streams": [{"id": i, "url": "x.mp4"} for i in ("cam-a", "cam-b", "cam-c", "cam-e")], **extra}
 
 
 def test_shard_table_in_the_pipeline_file_selects_the_streams():
-    spec = parse_pipeline(_pipeline_dict(shard={"index": 0, "count": 3}))
-    assert [s.id for s in apply_shard(spec).streams] == ["cam-b", "cam-c"]
-    assert [s.id for s in apply_shard(apply_shard(spec)).streams] == ["cam-b", "cam-c"]  # idempotent
+    config = parse_pipeline(_pipeline_dict(shard={"index": 0, "count": 3}))
+    pipeline = config.build()  # builds, does not run: no stream is opened
+    assert [s.stream_id for s in pipeline.sources] == ["cam-b", "cam-c"]
+    assert list(pipeline.queues) == list(pipeline.report.streams) == ["cam-b", "cam-c"]
+    assert [s.id for s in config.streams] == ["cam-a", "cam-b", "cam-c", "cam-e"]  # the file's list stays whole
+    # Selecting again from the selection keeps it (idempotent): shard 0's streams are all shard 0's.
+    again = Pipeline(pipeline.sources, config.copy().stages, shard=config.shard, device="cpu")
+    assert [s.stream_id for s in again.sources] == ["cam-b", "cam-c"]
     with pytest.raises(ConfigError) as err:
         parse_pipeline(_pipeline_dict(shard={"index": 3, "count": 3}), source="p.toml")
     assert str(err.value) == "p.toml: key 'shard': shard index 3 is out of range for 3 shards; use an index from 0 to 2"

@@ -34,7 +34,8 @@ def test_slow_consumer_of_the_reliable_sink_gets_every_message_with_no_gap(model
     results = tmp_path / "out" / "results.msgpack"
     # The PUSH sink queues at most 4 messages: the pipeline has to wait for the consumer.
     toml = write_pipeline(tmp_path / "r.toml", models, pub_endpoint, TWO,
-                          extra=f'reliable_endpoint = "{reliable}"\nreliable_hwm = 4\nfile = "{results}"')
+                          extra=f'[[sinks]]\ntype = "push"\nendpoint = "{reliable}"\nhwm = 4\n\n'
+                                f'[[sinks]]\ntype = "file"\npath = "{results}"')
     toml.write_text(toml.read_text().replace("wait_for_subscribers = 1", ""))  # nobody on PUB: no wait
     report_path = tmp_path / "report.json"
     child = run_cli("-q", "run", toml, "--report", report_path)
@@ -55,12 +56,21 @@ def test_slow_consumer_of_the_reliable_sink_gets_every_message_with_no_gap(model
     assert child.returncode == 0, err
     check_results(messages, {"cam-a": "shapes_a", "cam-b": "shapes_b"})
     assert rx.gaps == 0
+    # Each sink numbers its own messages: on every topic (metadata and status too) the PUSH reader sees
+    # 0, 1, 2, ... with nothing of the ZeroMQ publisher's (its metadata replays to late subscribers).
+    by_topic: dict[str, list[int]] = {}
+    for m in messages:
+        by_topic.setdefault(m.topic, []).append(m.seq)
+    assert {t.split(".")[0] for t in by_topic} == {"meta", "status", "det"}
+    assert all(seqs == list(range(len(seqs))) for seqs in by_topic.values()), by_topic
+    assert [m.kind for m in messages if m.topic == "meta.cam-a."] == ["metadata", "metadata"]  # at start, on connect
     # The file sink holds the same messages, in the same order, with the same sequence numbers.
     from_file = list(read_file_sink(results))
     assert [(m.topic, m.seq, m.kind) for m in from_file] == [(m.topic, m.seq, m.kind) for m in messages]
     check_results(from_file, {"cam-a": "shapes_a", "cam-b": "shapes_b"})
     report = json.loads(report_path.read_text())
     assert report["frames"] == 200
+    assert report["sinks"]["push"] == report["sinks"]["file"] == {"sent": len(messages), "dropped": 0, "errors": 0}
 
 
 def test_reliable_endpoint_in_use_is_refused_at_start_with_the_key_named(models, tmp_path):
@@ -73,13 +83,15 @@ def test_reliable_endpoint_in_use_is_refused_at_start_with_the_key_named(models,
         holder.bind(busy)
         try:
             toml = write_pipeline(tmp_path / "r.toml", models, free_endpoint(), {"cam-a": {"url": str(CLIP_A)}},
-                                  extra=f'reliable_endpoint = "{busy}"')
+                                  extra=f'[[sinks]]\ntype = "push"\nendpoint = "{busy}"')
+            # Nobody subscribes here: the ZeroMQ sink, opened first, must not wait 30 s for a subscriber.
+            toml.write_text(toml.read_text().replace("wait_for_subscribers = 1", ""))
             done = subprocess.run([sys.executable, "-m", "vidinfer", "-q", "run", str(toml)],
                                   capture_output=True, text=True, timeout=60)
         finally:
             holder.close(0)
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"vidinfer: error: key 'publish.reliable_endpoint': cannot bind '{busy}' "
+    assert done.stderr.strip() == (f"vidinfer: error: {toml}: sink 'push': key 'endpoint': cannot bind '{busy}' "
                                    "(Address already in use); choose a free port or a valid endpoint such as "
                                    "tcp://127.0.0.1:5557")
 
@@ -110,8 +122,8 @@ def test_only_a_subscriber_with_an_allowed_key_receives_anything(models, tmp_pat
     (allowed / "good.key").write_bytes((keys / "good.key").read_bytes())
     endpoint = free_endpoint()
     toml = write_pipeline(tmp_path / "c.toml", models, endpoint, {"cam-a": {"url": str(CLIP_A)}},
-                          extra=f'curve_server_secret_key = "{keys / "server.key_secret"}"\n'
-                                f'curve_clients = "{allowed}"')
+                          sink_keys=f'curve_server_secret_key = "{keys / "server.key_secret"}"\n'
+                                    f'curve_clients = "{allowed}"')
     good = Subscriber(endpoint, curve=load_curve_client(keys / "server.key", keys / "good.key_secret"))
     stranger = Subscriber(endpoint, curve=load_curve_client(keys / "server.key", keys / "stranger.key_secret"))
     plain = Subscriber(endpoint)

@@ -21,6 +21,7 @@ from vidinfer.config import StreamSpec
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.preprocess.letterbox import Letterbox
 from vidinfer.sources import PyAVSource, redact_url
+from vidinfer.sources.base import DecodeHints
 from vidinfer.testing.synthetic import load_ground_truth
 
 STREAMS = Path(__file__).resolve().parents[1] / "sample_streams"
@@ -50,31 +51,30 @@ class Run:
 def run_source(url, stop_after=None, input_size=INPUT_SIZE, timeout_s=30.0, **options):
     """Run a PyAVSource into a Batcher until end of stream.
 
-    ``stop_after``: set the stop event after this many frames, or once this predicate of the items
+    ``stop_after``: stop the source after this many frames, or once this predicate of the items
     so far is true.
     """
     batcher = Batcher(max_batch_size=16, max_delay_ms=0)
     queue = batcher.add_stream("cam", capacity=8, drop_oldest=False)
-    stop = threading.Event()
-    source = PyAVSource(StreamSpec(id="cam", url=str(url), **options), input_size, queue, stop)
+    source = PyAVSource(StreamSpec(id="cam", url=str(url), **options))
     timed_out = threading.Event()
-    watchdog = threading.Timer(timeout_s, lambda: (timed_out.set(), stop.set(), batcher.stop()))
+    watchdog = threading.Timer(timeout_s, lambda: (timed_out.set(), source.stop(), batcher.stop()))
     watchdog.start()
     items, arrivals = [], []
     started = time.monotonic()
-    source.start()
+    source.start(queue, DecodeHints(size=input_size, full_frames=False, decode_threads=0))
     try:
-        while (batch := batcher.next_batch()) is not None:
-            for item in batch.events_before + batch.frames + batch.events_after:
+        while (collected := batcher.next_batch()) is not None:
+            for item in collected.events_before + collected.frames + collected.events_after:
                 items.append(item)
                 if isinstance(item, Frame):
                     arrivals.append(time.monotonic() - started)
                     if isinstance(stop_after, int) and len(arrivals) >= stop_after:
-                        stop.set()
+                        source.stop()
                 if callable(stop_after) and stop_after(items):
-                    stop.set()
+                    source.stop()
     finally:
-        stop.set()
+        source.stop()
         watchdog.cancel()
         source.join(10)
     assert not timed_out.is_set(), f"the stream did not end within {timeout_s} s"

@@ -2,7 +2,10 @@
 
 The reader here is a scripted stand-in for PP-OCR (the stage's scheduling is under test, not the
 models; tests/test_ocr.py runs the real ones); frames are a real textured scene panned by known
-amounts, so the measured camera motion is checked against the truth.
+amounts, so the measured camera motion is checked against the truth. The stages run in a real
+pipeline: `ReadText` (with the scripted reader) then `BrandExposure`, fed hand-made frames with
+``pipe.analyse``; the brand rows' ``source`` (logo/text/text-held) is on the "brand" layer, the
+text layer's ``read`` attribute says read/held.
 """
 
 import threading
@@ -12,9 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vidinfer.analytics import Brand, BrandMatcher
-from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandStage
-from vidinfer.detections import Detections
+import vidinfer as vi
+from vidinfer.analytics.brand_stage import SOURCE_LABELS
 from vidinfer.frame import Frame
 from vidinfer.preprocess.letterbox import Letterbox
 from vidinfer.tracking.motion import MotionEstimator, phase_shift
@@ -56,8 +58,52 @@ class ScriptedReader:
                 for _ in frames]
 
 
-def stage(reader, interval_s):
-    return BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=interval_s)
+READ_LABELS = ["read", "held"]
+
+
+class TextStages:
+    """A pipeline of ReadText (the given reader) and BrandExposure (the brand VOLTA from text):
+    called with frames, returns the brand layer's rows per frame; ``text_rows`` holds the last
+    call's text layer. ``reads``, ``background_reads`` and ``reads_in_flight`` are ReadText's."""
+
+    def __init__(self, reader, interval_s, background=False):
+        self.pipe = vi.Pipeline(
+            [], [vi.ReadText(interval_s=interval_s, background=background, reader=reader),
+                 vi.BrandExposure(brands=[{"name": "VOLTA"}], text="text", report_dir=None)],
+            name="text-hold", device="cpu")
+        self.text = self.pipe.stage("read_text")
+        assert self.pipe.layers["text"].attributes["read"] == tuple(READ_LABELS)
+        assert self.pipe.layers["brand"].attributes["source"] == tuple(SOURCE_LABELS)
+        self.text_rows = []
+
+    def __call__(self, frames):
+        batch = self.pipe.analyse(frames)
+        self.text_rows = batch["text"]
+        return batch["brand"]
+
+    @property
+    def reads(self):
+        return self.text.reads
+
+    @property
+    def background_reads(self):
+        return self.text.background_reads
+
+    @property
+    def reads_in_flight(self):
+        return self.text.reads_in_flight
+
+    def close(self):
+        self.text.close()
+
+
+def stage(reader, interval_s, background=False):
+    return TextStages(reader, interval_s, background)
+
+
+def read_labels(det):
+    """The text layer's ``read`` labels of one frame's rows."""
+    return [READ_LABELS[k] for k in det.attributes["read"].label_id]
 
 
 def test_phase_correlation_measures_a_known_pan_to_a_fraction_of_a_pixel():
@@ -81,10 +127,11 @@ def test_text_is_read_once_per_interval_and_held_boxes_follow_the_pan():
     pano, reader = scene(), ScriptedReader()
     st = stage(reader, interval_s=2.0)
     pan_per_frame = 10  # detector pixels per analysed frame = 30 source pixels
-    outs = []
+    outs, text_outs = [], []
     for i in range(8):  # 4 s of stream
         f = frame(view(pano, 50 + i * pan_per_frame), i)
-        outs += st([f], [Detections.empty()])
+        outs += st([f])
+        text_outs += st.text_rows
     # Read at frame 0 (forced: nothing held yet), then whenever the hold ran out; never more
     # often than every 2 s (4 frames) and at least once in every 2 s after the first hold.
     read_frames = [c[0] for c in reader.calls]
@@ -96,12 +143,15 @@ def test_text_is_read_once_per_interval_and_held_boxes_follow_the_pan():
     for i, out in enumerate(outs):
         assert out.class_id.tolist() == [0]
         src = out.attributes["source"].label_id[0]
+        text = text_outs[i]
+        assert list(text.data["text"]) == ["VOLTA"]
+        np.testing.assert_allclose(text.xyxy[0], out.xyxy[0])  # the brand row is the text line's box
         if i in read_frames:
             last_read = i
-            assert SOURCE_LABELS[src] == "text"
+            assert SOURCE_LABELS[src] == "text" and read_labels(text) == ["read"]
             np.testing.assert_allclose(out.xyxy[0], reader.box[0])
         else:
-            assert SOURCE_LABELS[src] == "text-held"
+            assert SOURCE_LABELS[src] == "text-held" and read_labels(text) == ["held"]
             moved = (i - last_read) * pan_per_frame * 3  # source pixels the content moved left
             np.testing.assert_allclose(out.xyxy[0], reader.box[0] - [moved, 0, moved, 0], atol=4)
 
@@ -112,7 +162,7 @@ def test_a_cut_or_a_discontinuity_forces_a_read_and_nothing_is_held_across_it():
     a, b = scene(1), scene(2, tint=(0.3, 0.9, 0.4))  # another camera: another shot, other colours
     images = [view(a, 0), view(a, 4), view(b, 0), view(b, 4), view(b, 8)]
     for i, img in enumerate(images):
-        st([frame(img, i, discontinuity=(i == 4))], [Detections.empty()])
+        st([frame(img, i, discontinuity=(i == 4))])
     # 0: first frame; 2: a cut to another shot; 4: a discontinuity (loop, reconnect).
     assert [c[0] for c in reader.calls] == [0, 2, 4]
 
@@ -120,7 +170,7 @@ def test_a_cut_or_a_discontinuity_forces_a_read_and_nothing_is_held_across_it():
 def test_held_text_leaves_when_its_centre_leaves_the_frame():
     pano, reader = scene(), ScriptedReader(box=(60, 300, 200, 420))  # near the left edge
     st = stage(reader, interval_s=10.0)
-    outs = [st([frame(view(pano, 100 + i * 20), i)], [Detections.empty()])[0] for i in range(4)]
+    outs = [st([frame(view(pano, 100 + i * 20), i)])[0] for i in range(4)]
     # The box's centre is at x = 130; each frame moves it 60 source px left: 70, 10, then -50.
     assert [len(o) for o in outs] == [1, 1, 1, 0]
     assert len(reader.calls) == 1
@@ -134,7 +184,7 @@ def test_streams_read_in_one_batch_spread_their_next_reads():
     for i in range(12):
         frames = [frame(view(pano, 50 + i), i, stream=s) for s in ids]
         before = st.reads
-        st(frames, [Detections.empty()] * len(frames))
+        st(frames)
         per_frame.append(st.reads - before)
     assert per_frame[0] == 8  # every stream's first read is in the first batch
     # After that the 8 streams do not all read in the same batch again.
@@ -145,8 +195,9 @@ def test_interval_zero_reads_every_frame():
     pano, reader = scene(), ScriptedReader()
     st = stage(reader, interval_s=0.0)
     for i in range(4):
-        (out,) = st([frame(view(pano, i), i)], [Detections.empty()])
+        (out,) = st([frame(view(pano, i), i)])
         assert SOURCE_LABELS[out.attributes["source"].label_id[0]] == "text"
+        assert read_labels(st.text_rows[0]) == ["read"]
     assert len(reader.calls) == 4
 
 
@@ -177,7 +228,7 @@ def run_frames(st, images, start=0):
     out = []
     for k, img in enumerate(images):
         t0 = time.perf_counter()
-        (det,) = st([frame(img, start + k)], [Detections.empty()])
+        (det,) = st([frame(img, start + k)])
         out.append((det, time.perf_counter() - t0))
     return out
 
@@ -195,7 +246,7 @@ def labels(det):
 
 def test_background_reads_never_hold_up_a_frame_and_their_result_is_held_from_then_on():
     pano, reader = scene(), GatedReader()
-    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    st = stage(reader, interval_s=1.0, background=True)
     try:
         still = view(pano, 100)  # the camera does not move: held boxes stay put
         first = run_frames(st, [still] * 3)  # the stream's first read goes to the reader thread
@@ -220,7 +271,7 @@ def test_background_reads_never_hold_up_a_frame_and_their_result_is_held_from_th
 
 def test_a_background_read_of_an_earlier_shot_is_dropped():
     reader = GatedReader()
-    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    st = stage(reader, interval_s=1.0, background=True)
     try:
         a, b = view(scene(1), 0), view(scene(2, tint=(0.3, 0.9, 0.4)), 0)
         run_frames(st, [a])  # its read waits at the gate
@@ -241,7 +292,7 @@ def test_a_background_read_of_an_earlier_shot_is_dropped():
 
 def test_a_reader_thread_that_falls_behind_makes_frames_read_themselves():
     reader = GatedReader()
-    st = BrandStage(BrandMatcher([Brand("VOLTA")]), ["logo"], reader, text_interval_s=1.0, background=True)
+    st = stage(reader, interval_s=1.0, background=True)
     try:
         still = view(scene(), 100)
         run_frames(st, [still] * 6)  # 0 .. 2.5 s; the first read never finishes

@@ -2,9 +2,10 @@
 
 import numpy as np
 
+import vidinfer as vi
 from helpers import make_frame
 from vidinfer.detections import Detections
-from vidinfer.tracking import ByteTracker, TrackerStage
+from vidinfer.tracking import ByteTracker
 
 FRAME_NS = 40_000_000  # 25 fps
 
@@ -16,6 +17,42 @@ def box_at(x, y, w=40, h=30):
 def dets(boxes, scores=None, classes=None):
     n = len(boxes)
     return Detections(np.asarray(boxes, np.float32).reshape(-1, 4), scores or [0.9] * n, classes or [0] * n)
+
+
+class Given:
+    """A stand-in detector: the layer "objects" gets the rows set in ``rows`` before each batch."""
+
+    name = "given"
+    pixels = vi.Pixels.NONE
+
+    def __init__(self):
+        self.rows = []
+
+    def open(self, ctx):
+        ctx.add_layer("objects", ["thing"])
+
+    def __call__(self, batch):
+        batch["objects"] = self.rows
+
+    def on_stream_end(self, stream_id):
+        pass
+
+    def close(self):
+        pass
+
+
+class TrackStage:
+    """`vi.Track` (default settings: ByteTrack, cut detection on) opened in a real pipeline:
+    called with frames and their detections, returns the tracked rows."""
+
+    def __init__(self, **options):
+        self.given = Given()
+        self.pipe = vi.Pipeline([], [self.given, vi.Track(layer="objects", **options)], device="cpu")
+        assert self.pipe.layers["objects"].tracked
+
+    def __call__(self, frames, detections):
+        self.given.rows = list(detections)
+        return self.pipe.analyse(frames)["objects"]
 
 
 def test_ids_persist_for_moving_objects():
@@ -57,7 +94,7 @@ def test_classes_never_share_a_track():
 
 
 def test_stage_keeps_ids_per_stream_and_resets_on_discontinuity():
-    stage = TrackerStage()
+    stage = TrackStage()
     a0, b0 = make_frame("a", 0), make_frame("b", 0)
     out = stage([a0, b0], [dets([box_at(10, 10)]), dets([box_at(10, 10)])])
     assert [d.track_id.tolist() for d in out] == [[1], [1]]  # ids are per stream
@@ -91,7 +128,7 @@ def test_hard_cut_resets_tracks_but_a_pan_does_not():
     cuts = ShotCutDetector()
     assert [cuts.is_cut(img) for img in (pitch, panned, close_up, close_up)] == [False, False, True, False]
 
-    stage = TrackerStage()
+    stage = TrackStage()
     frames = [make_frame("s", i) for i in range(3)]
     for f, img in zip(frames, (pitch, panned, close_up)):
         f.image = img

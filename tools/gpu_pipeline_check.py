@@ -21,15 +21,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from ground_truth import CLIPS, assert_matches_gt, load_gt
 
-from vidinfer import Pipeline
-from vidinfer.config import (
-    ClassifierSpec,
-    DetectorSpec,
-    GpuSpec,
-    PipelineSpec,
-    PublishSpec,
-    StreamSpec,
-)
+import vidinfer as vi
+from vidinfer.config import GpuSpec, StreamSpec
 from vidinfer.errors import ConfigError
 from vidinfer.testing.shape_models import SHADE_LABELS
 
@@ -39,24 +32,25 @@ STREAMS = {"cam-a": "shapes_a", "cam-b": "shapes_b", "cam-c": "shapes_c", "cam-d
 
 def main() -> int:
     models = REPO / "models" / "shapes"
-    spec = PipelineSpec(
-        name="gpu-check", device="gpu", max_batch_size=8, max_delay_ms=20,
-        gpu=GpuSpec(engine_cache_dir=Path(tempfile.mkdtemp(prefix="vidinfer-engines-"))),
-        streams=[StreamSpec(id=sid, url=str(CLIPS / f"{clip}.mp4")) for sid, clip in STREAMS.items()],
-        detector=DetectorSpec(model=models / "detector.onnx", labels_file=models / "labels.txt",
-                              conf_threshold=0.5, iou_threshold=0.5),
-        classifiers=[ClassifierSpec(name="shade", model=models / "shade.onnx", labels=SHADE_LABELS)],
-        publish=PublishSpec(endpoint=""))
     results: dict[str, list] = {sid: [] for sid in STREAMS}
     started = time.monotonic()
     try:
-        pipeline = Pipeline(spec, on_result=lambda f, d: results[f.stream_id].append((f.frame_no, d)))
+        # Nothing is published: a callback sink keeps each frame's boxes (with their shade).
+        pipeline = vi.Pipeline(
+            sources=[StreamSpec(id=sid, url=str(CLIPS / f"{clip}.mp4")) for sid, clip in STREAMS.items()],
+            stages=[vi.Detect(model=models / "detector.onnx", labels_file=models / "labels.txt",
+                              conf_threshold=0.5, iou_threshold=0.5),
+                    vi.Classify(name="shade", model=models / "shade.onnx", labels=SHADE_LABELS)],
+            sinks=[vi.CallbackSink(on_frame=lambda f, layers: results[f.stream_id].append((f.frame_no,
+                                                                                           layers["objects"])))],
+            name="gpu-check", device="gpu", max_batch_size=8, max_delay_ms=20,
+            gpu=GpuSpec(engine_cache_dir=Path(tempfile.mkdtemp(prefix="vidinfer-engines-"))))
     except ConfigError as exc:
         print(json.dumps({"check": "gpu_pipeline", "ok": False, "error": str(exc)}))
         return 2
     built_s = time.monotonic() - started
     report = pipeline.run()
-    out = {"check": "gpu_pipeline", "device": report.device, "stages": report.stages,
+    out = {"check": "gpu_pipeline", "device": report.device, "stages": report.backends,
            "build_s": round(built_s, 2), "run_s": report.elapsed_s, "frames": report.frames,
            "mean_batch": round(report.mean_batch_size, 2), "latency_ms": report.latency_ms, "streams": {}}
     ok = report.device == "gpu" and report.exit_code == 0

@@ -2,8 +2,8 @@
 
     python tools/text_interval_accuracy.py [--sample-fps 5 2] [--intervals 0 0.5 1 2] [--reference-frames-only auto]
 
-Runs pipelines/brand_impact.toml on the two broadcast clips for every (sample_fps,
-[brand_impact.text] interval_s) pair and prints, per pair, the text reads, the wall time and each
+Runs pipelines/brand_impact.toml on the two broadcast clips for every (sample_fps, read_text
+interval_s) pair and prints, per pair, the text reads, the wall time and each
 brand's visible-seconds error (%) and appearances against sample_streams/broadcast_*.json.
 docs/brand-impact.md records its output.
 """
@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import vidinfer as vi
-from vidinfer.analytics.brand_stage import BrandStage
+from vidinfer import BrandExposure, ReadText, ZmqSink
 from vidinfer.config import load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,18 +28,19 @@ def measure(sample_fps: float, interval_s: float, endpoint: str, reference_frame
     for s in spec.streams:
         s.sample_fps = sample_fps
         s.reference_frames_only = reference_frames_only
-    spec.brand_impact.text.interval_s = interval_s
-    spec.brand_impact.report_dir = None
-    spec.publish.endpoint = endpoint
-    pipe = vi.Pipeline(spec)
+    spec.stage_of(ReadText).interval_s = interval_s
+    spec.stage_of(BrandExposure).report_dir = None
+    spec.sink_of(ZmqSink).endpoint = endpoint
+    pipe = spec.build()
     t0 = time.perf_counter()
     report = pipe.run()
-    stage = next(s for s in pipe.stages if isinstance(s, BrandStage))
-    out = {"sample_fps": sample_fps, "interval_s": interval_s, "reference_frames_only": reference_frames_only, "frames": report.frames, "reads": stage.reads,
-           "wall_s": round(time.perf_counter() - t0, 1)}
+    text = pipe.stage("read_text")
+    analytics = pipe.stage("brand_exposure").analytics
+    out = {"sample_fps": sample_fps, "interval_s": interval_s, "reference_frames_only": reference_frames_only,
+           "frames": report.frames, "reads": text.reads, "wall_s": round(time.perf_counter() - t0, 1)}
     for sid, clip in CLIPS.items():
         truth = json.loads((REPO / "sample_streams" / f"{clip}.json").read_text())["summary"]
-        got = {b["brand"]: b for b in pipe.analytics.stream(sid).summary()}
+        got = {b["brand"]: b for b in analytics.stream(sid).summary()}
         out[clip] = {name: {"visible_err_pct": round(100 * (got.get(name, {}).get("visible_s", 0.0)
                                                               - t["visible_seconds"]) / t["visible_seconds"], 1),
                             "appearances": got.get(name, {}).get("appearances", 0),

@@ -1,30 +1,54 @@
 """vidinfer: many video streams in, batched detector and classifier results out on ZeroMQ.
 
-Compose a pipeline in code, or load one from TOML; both give the same `PipelineSpec`:
+A pipeline is composed of sources, stages and sinks, in code or from TOML (the same objects):
 
     import vidinfer as vi
 
-    spec = vi.PipelineSpec(
-        streams=[vi.StreamSpec(id="cam-1", url="sample_streams/shapes_a.mp4")],
-        detector=vi.DetectorSpec(model="models/shapes/detector.onnx", classes=["red", "green", "blue"]),
-        publish=vi.PublishSpec(endpoint="tcp://127.0.0.1:5555"),
+    pipeline = vi.Pipeline(
+        sources=[vi.StreamSpec(id="cam-1", url="sample_streams/shapes_a.mp4")],
+        stages=[vi.Detect(model="models/shapes/detector.onnx", labels_file="models/shapes/labels.txt"),
+                vi.Track()],
+        sinks=[vi.ZmqSink(endpoint="tcp://127.0.0.1:5555")],
     )
-    report = vi.Pipeline(spec).run()
+    report = pipeline.run()
+
+    report = vi.load_pipeline("pipelines/brand_impact.toml").build().run()
 """
 
-from vidinfer.config import (ClassifierSpec, DetectorSpec, PipelineSpec, PublishSpec, StreamSpec,
-                             load_pipeline)
+from typing import Any
+
+from vidinfer.batch import Batch, LayerSchema, Pixels, StageMessage
+from vidinfer.config import GpuSpec, PipelineConfig, ShardSpec, StreamSpec, load_pipeline
 from vidinfer.detections import Attribute, Detections
 from vidinfer.errors import ConfigError, ModelError, PublishError, SourceError, VidinferError
-from vidinfer.frame import Frame, StreamState
-from vidinfer.pipeline import Pipeline, RunReport, StreamReport
+from vidinfer.frame import Frame, StreamEvent, StreamState
+from vidinfer.pipeline import Pipeline, RunReport, StageReport, StreamReport
+from vidinfer.publish.sinks import CallbackSink, FileSink, PushSink, Sink, SinkContext, ZmqSink
 from vidinfer.publish.subscriber import Message, Subscriber
+from vidinfer.sources.array import ArraySource
+from vidinfer.sources.base import DecodeHints, Source
+from vidinfer.stages import Classify, Detect, FunctionStage, Stage, StageContext, Track, stage
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "Pipeline", "PipelineSpec", "StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec",
-    "load_pipeline", "RunReport", "StreamReport", "Detections", "Attribute", "Frame", "StreamState",
-    "Subscriber", "Message", "VidinferError", "ConfigError", "ModelError", "SourceError",
-    "PublishError", "__version__",
+    "Pipeline", "PipelineConfig", "load_pipeline", "RunReport", "StreamReport", "StageReport",
+    "StreamSpec", "GpuSpec", "ShardSpec", "Source", "ArraySource", "DecodeHints",
+    "Stage", "StageContext", "stage", "FunctionStage", "Detect", "Classify", "Track", "ReadText", "BrandExposure",
+    "Sink", "SinkContext", "ZmqSink", "PushSink", "FileSink", "CallbackSink",
+    "Batch", "LayerSchema", "Pixels", "StageMessage", "Detections", "Attribute", "Frame", "StreamEvent",
+    "StreamState", "Subscriber", "Message",
+    "VidinferError", "ConfigError", "ModelError", "SourceError", "PublishError", "__version__",
 ]
+
+# Imported on first use: the text reader pulls in PP-OCR's pre- and post-processing, brand impact
+# its matching and report packages.
+_LAZY = {"ReadText": "vidinfer.stages.read_text", "BrandExposure": "vidinfer.analytics.brand_stage"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vidinfer' has no attribute {name!r}")

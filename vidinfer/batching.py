@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from vidinfer.frame import Frame, StreamEvent
 
-__all__ = ["Batch", "Batcher", "StreamQueue"]
+__all__ = ["Collected", "Batcher", "StreamQueue"]
 
 
 class StreamQueue:
@@ -91,7 +91,7 @@ class StreamQueue:
 
 
 @dataclass
-class Batch:
+class Collected:
     """Frames of several streams to run together, and the events around them, in stream order.
 
     ``events_before`` happened before this batch's frames of their stream, ``events_after`` after
@@ -139,9 +139,9 @@ class Batcher:
                 q._closed = True
             self._cond.notify_all()
 
-    def next_batch(self) -> Batch | None:
+    def next_batch(self) -> Collected | None:
         """Block until a batch is due; None once every stream has ended and been drained."""
-        batch = Batch()
+        batch = Collected()
         taken: set[str] = set()  # streams with frames in this batch
         barred: set[str] = set()  # streams whose later items must wait for the next batch
         with self._cond:
@@ -166,7 +166,7 @@ class Batcher:
             return None
         return batch
 
-    def _collect(self, batch: Batch, taken: set[str], barred: set[str]) -> None:
+    def _collect(self, batch: Collected, taken: set[str], barred: set[str]) -> None:
         """Take items round-robin, one frame per stream per turn, until full or nothing is ready."""
         queues = self._queues
         n = len(queues)
@@ -184,6 +184,7 @@ class Batcher:
                 # Events in front of the stream's next frame travel with this batch.
                 while isinstance(q._peek(), StreamEvent):
                     event = q._pop()
+                    assert isinstance(event, StreamEvent)
                     if q.stream_id in taken:
                         batch.events_after.append(event)
                         barred.add(q.stream_id)

@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vidinfer.config import PipelineSpec, load_pipeline
+from vidinfer.config import PipelineConfig, load_pipeline
 from vidinfer.frame import Frame
 
 __all__ = ["run_bench", "run_live", "live_probe"]
@@ -116,7 +116,7 @@ def cut_clip(src: str, dst: Path, max_frames: int) -> int:
 
 
 def prepare_spec(path: str | Path, workdir: Path, streams: int | None = None,
-                 max_frames: int | None = None) -> PipelineSpec:
+                 max_frames: int | None = None) -> PipelineConfig:
     """The pipeline file's spec for benchmarking: ``streams`` streams (the file's, repeated in turn
     with new ids), each cut to about ``max_frames`` frames, publishing on a private ipc endpoint,
     no brand report files."""
@@ -134,13 +134,26 @@ def prepare_spec(path: str | Path, workdir: Path, streams: int | None = None,
         base = [base[i % len(base)].model_copy(update={"id": f"{base[i % len(base)].id}-{i // len(base)}"})
                 if streams > len(base) else base[i] for i in range(streams)]
     spec.streams = base
-    spec.publish.endpoint = f"ipc://{workdir}/publish.sock"
-    spec.publish.wait_for_subscribers = 0
+    from vidinfer.publish.sinks import ZmqSink
+
+    zmq = spec.sink_of(ZmqSink)
+    spec.sinks = [ZmqSink(endpoint=f"ipc://{workdir}/publish.sock", layers=zmq.layers if zmq else None)]
     spec.metrics.port = 0
     spec.shard = None
-    if spec.brand_impact is not None:
-        spec.brand_impact.report_dir = None
+    for stage in spec.stages:  # no report files
+        if getattr(stage, "report_dir", None) is not None:
+            stage.report_dir = None
     return spec
+
+
+def _detector(pipe: Any) -> Any:
+    """The pipeline's first detect stage (the one the decoder sizes frames for)."""
+    from vidinfer.stages.detect import Detect
+
+    det = next((s for s in pipe.stages if isinstance(s, Detect)), None)
+    if det is None:
+        raise ValueError("vidinfer bench measures a pipeline with a detect stage; this one has none")
+    return det
 
 
 # -- the stages ------------------------------------------------------------------------------------
@@ -161,21 +174,17 @@ class _Sink:
         return True
 
 
-def measure_decode(pipe: Any, keep_per_stream: int) -> tuple[dict[str, Any], list[list[Frame]]]:
+def measure_decode(pipe: Any, pipe_spec: PipelineConfig, keep_per_stream: int
+                   ) -> tuple[dict[str, Any], list[list[Frame]]]:
     """The pipeline's sources (its backend's: FFmpeg on the CPU, NVDEC on the GPU) on every stream
     at once, as the pipeline runs them, no inference."""
-    spec = pipe.spec
-    inp = pipe.detector.input
-    keep_source = any(s.keep_source for s in pipe.sources)
-    stop = threading.Event()
-    threads = 1 if len(spec.streams) > 1 else 0  # as Pipeline does
+    spec = pipe_spec
     sinks = [_Sink(keep_per_stream) for _ in spec.streams]
-    sources = [pipe.backend.make_source(s, (inp.width, inp.height), q, stop, threads, keep_source)
-               for s, q in zip(spec.streams, sinks)]
+    sources = [pipe.backend.make_source(s) for s in spec.streams]
     with RssSampler() as mem:
         t0 = time.perf_counter()
-        for src in sources:
-            src.start()
+        for src, q in zip(sources, sinks):
+            src.start(q, pipe.hints)  # the pipeline's own decode size, threads and full frames
         for src in sources:
             src.join()
         elapsed = time.perf_counter() - t0
@@ -211,17 +220,17 @@ def _timed_loop(step: Callable[[int], int], min_s: float, min_steps: int) -> tup
 def measure_inference(pipe: Any, frames: list[Frame], min_s: float) -> dict[str, Any]:
     """The detector alone on ready tensors at the pipeline's batch size (run + YOLO decode/NMS)."""
     from vidinfer._xp import to_numpy
+    from vidinfer.batch import Batch
 
-    b = pipe.spec.max_batch_size
+    b = pipe.max_batch_size
     chosen = [frames[i % len(frames)] for i in range(b)]
+    det = _detector(pipe)
     # The pipeline's backend fills the tensor once (swscale'd RGB on the CPU, the NV12 kernel on
     # the GPU); then only the detector runs, and its outputs come to the host for NMS.
-    pipe.backend.launch(pipe.detector, pipe._batch, chosen).outputs()
-    tensor = pipe._batch[: pipe.detector.input.padded_size(b)]
-    boxes = [f.letterbox for f in chosen]
+    tensor, boxes = det.fill(Batch(chosen))
 
     def step(_i: int) -> int:
-        pipe.adapter.decode({k: to_numpy(v) for k, v in pipe.detector.run(tensor).items()}, boxes)
+        det.adapter.decode({k: to_numpy(v) for k, v in det.engine.run(tensor).items()}, boxes)
         return b
 
     with RssSampler() as mem:
@@ -232,23 +241,19 @@ def measure_inference(pipe: Any, frames: list[Frame], min_s: float) -> dict[str,
 def measure_analysis(pipe: Any, frames: list[Frame]) -> dict[str, Any]:
     """Everything the pipeline does to decoded frames but publish: batches of ``max_batch_size``
     through the input fill, detector, NMS and every secondary stage (and brand analytics)."""
-    from vidinfer.batching import Batch
-
-    b = pipe.spec.max_batch_size
+    b = pipe.max_batch_size
     with RssSampler() as mem:
         t0 = time.perf_counter()
         for k in range(0, len(frames), b):
-            pipe._process(Batch(frames=frames[k:k + b]))
+            pipe.analyse(frames[k:k + b])
         elapsed = time.perf_counter() - t0
     return {"fps": len(frames) / elapsed, "frames": len(frames), "elapsed_s": elapsed,
-            "stages": [type(s).__name__ for s in pipe.stages], "peak_rss_mb": mem.peak}
+            "stages": list(pipe.stage_names), "peak_rss_mb": mem.peak}
 
 
-def measure_pipeline(spec: PipelineSpec) -> dict[str, Any]:
+def measure_pipeline(spec: PipelineConfig) -> dict[str, Any]:
     """The full pipeline, from its construction's end to the last stream's end."""
-    from vidinfer.pipeline import Pipeline
-
-    pipe = Pipeline(spec)
+    pipe = spec.build()
     with RssSampler() as mem:
         t0 = time.perf_counter()
         report = pipe.run()
@@ -278,16 +283,20 @@ class _Sampler:
         return False
 
 
-def measure_hand_loop(spec: PipelineSpec, stages: list[Any]) -> dict[str, Any]:
-    """What a user writes without vidinfer: one stream after the other, one frame at a time."""
+def measure_hand_loop(spec: PipelineConfig, later: Any) -> dict[str, Any]:
+    """What a user writes without vidinfer: one stream after the other, one frame at a time.
+    ``later`` is an opened pipeline whose stages after the first detector run on each frame."""
     import av
     import cv2
     import onnxruntime as ort
 
+    from vidinfer.batch import Batch
     from vidinfer.models.yolo import YoloAdapter
     from vidinfer.preprocess.letterbox import PAD_VALUE, Letterbox
 
-    det = spec.detector
+    first = _detector(later)
+    det = first
+    stages = later.stages[later.stages.index(first) + 1:]
     with RssSampler() as mem:
         t0 = time.perf_counter()
         session = ort.InferenceSession(str(det.model), providers=["CPUExecutionProvider"])  # defaults
@@ -305,11 +314,11 @@ def measure_hand_loop(spec: PipelineSpec, stages: list[Any]) -> dict[str, Any]:
             n = 0
             with av.open(s.url) as container:
                 vs = container.streams.video[0]
-                first: int | None = None
+                start: int | None = None
                 for f in container.decode(vs):
                     pts_ns = int(f.pts * vs.time_base * 1_000_000_000)
-                    first = pts_ns if first is None else first
-                    if not sampled(pts_ns - first):
+                    start = pts_ns if start is None else start
+                    if not sampled(pts_ns - start):
                         continue
                     rgb = f.to_ndarray(format="rgb24")
                     box = Letterbox.fit(f.width, f.height, w, h)
@@ -320,9 +329,11 @@ def measure_hand_loop(spec: PipelineSpec, stages: list[Any]) -> dict[str, Any]:
                     out = dict(zip(names, session.run(names, {inp.name: x})))
                     detections = adapter.decode(out, [box])
                     if stages:
-                        frame = Frame(s.id, n, pts_ns - first, time.time_ns(), resized, box, source=f)
+                        frame = Frame(s.id, n, pts_ns - start, time.time_ns(), resized, box, source=f)
+                        batch = Batch([frame], later.layers.schemas)
+                        batch[det.layer] = detections
                         for stage in stages:
-                            detections = stage([frame], detections)
+                            stage(batch)
                     n += 1
             per_stream[s.id] = n
             frames += n
@@ -340,8 +351,6 @@ def run_bench(pipeline: str | Path = DEFAULT_PIPELINE, quick: bool = False, stre
               max_frames: int | None = None, rounds: int | None = None, out_dir: str | Path | None = None,
               plot: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure every stage in ``rounds`` rounds and write ``bench.json`` (and ``bench.png``)."""
-    from vidinfer.pipeline import Pipeline
-
     if quick and max_frames is None:
         max_frames = 50  # two GOPs of the sample clips
     rounds = rounds or (1 if quick else 3)
@@ -354,8 +363,10 @@ def run_bench(pipeline: str | Path = DEFAULT_PIPELINE, quick: bool = False, stre
         log(f"bench {spec.name}: {len(spec.streams)} streams, batch {spec.max_batch_size}, "
             f"max_delay_ms {spec.max_delay_ms}, {rounds} round(s)")
         for r in range(rounds):
-            bench_pipe = Pipeline(spec.model_copy(deep=True))
-            dec, kept = measure_decode(bench_pipe, keep)
+            unsunk = spec.copy()
+            unsunk.sinks = []  # analysis and the hand loop publish nothing
+            bench_pipe = unsunk.build()
+            dec, kept = measure_decode(bench_pipe, spec, keep)
             rows["decode"].append(dec)
             log(f"  round {r + 1}: decode    {dec['fps']:8.1f} fps ({dec['decoded_fps']:.1f} decoded/s)")
             frames = _interleave(kept)
@@ -364,10 +375,10 @@ def run_bench(pipeline: str | Path = DEFAULT_PIPELINE, quick: bool = False, stre
             rows["analysis"].append(measure_analysis(bench_pipe, frames))
             log(f"  round {r + 1}: analysis  {rows['analysis'][-1]['fps']:8.1f} fps")
             del bench_pipe, frames, kept
-            rows["pipeline"].append(measure_pipeline(spec.model_copy(deep=True)))
+            rows["pipeline"].append(measure_pipeline(spec))
             log(f"  round {r + 1}: pipeline  {rows['pipeline'][-1]['fps']:8.1f} fps")
-            hand_pipe = Pipeline(spec.model_copy(deep=True))  # fresh secondary stages for the loop
-            rows["hand_loop"].append(measure_hand_loop(spec, hand_pipe.stages))
+            hand_pipe = unsunk.build()  # fresh later stages for the loop
+            rows["hand_loop"].append(measure_hand_loop(spec, hand_pipe))
             del hand_pipe
             log(f"  round {r + 1}: hand loop {rows['hand_loop'][-1]['fps']:8.1f} fps")
     result = summarise(spec, rows, pipeline, quick)
@@ -384,7 +395,7 @@ def run_bench(pipeline: str | Path = DEFAULT_PIPELINE, quick: bool = False, stre
     return result
 
 
-def summarise(spec: PipelineSpec, rows: dict[str, list[dict[str, Any]]], pipeline: str | Path,
+def summarise(spec: PipelineConfig, rows: dict[str, list[dict[str, Any]]], pipeline: str | Path,
               quick: bool) -> dict[str, Any]:
     """Medians over rounds, and each ratio taken within its round, then the median."""
     def bound(a: float, b: float) -> float:
@@ -467,11 +478,13 @@ def format_bench(r: dict[str, Any]) -> str:
         f"  {'pipeline':<22}{f['pipeline']:>10.1f}",
         f"  {'hand-written loop':<22}{f['hand_loop']:>10.1f}",
         f"  pipeline / serial bound   {rt['pipeline_vs_serial_bound']:.3f}",
-        f"  pipeline / analysis bound {rt['pipeline_vs_analysis_bound']:.3f}   (bound {r['analysis_bound_fps']:.1f} fps)",
+        f"  pipeline / analysis bound {rt['pipeline_vs_analysis_bound']:.3f}   "
+        f"(bound {r['analysis_bound_fps']:.1f} fps)",
         f"  pipeline / hand loop      {rt['pipeline_vs_hand_loop']:.3f}",
         f"  latency decoded -> published: p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; "
         f"mean batch {r['mean_batch_size']:.2f}",
-        f"  peak RSS: process {r['peak_rss_mb']['process']:.0f} MB, pipeline stage {r['peak_rss_mb']['pipeline']:.0f} MB",
+        f"  peak RSS: process {r['peak_rss_mb']['process']:.0f} MB, "
+        f"pipeline stage {r['peak_rss_mb']['pipeline']:.0f} MB",
     ]
     return "\n".join(lines)
 
@@ -501,7 +514,7 @@ def plot_bench(r: dict[str, Any], path: Path) -> Path:
 
 
 # -- live capacity ---------------------------------------------------------------------------------
-def live_spec(pipeline: str | Path, workdir: Path, n: int, sample_fps: float) -> tuple[PipelineSpec, bool]:
+def live_spec(pipeline: str | Path, workdir: Path, n: int, sample_fps: float) -> tuple[PipelineConfig, bool]:
     """``n`` live streams: the file's clips paced at real time and looped, at ``sample_fps``;
     keyframes only when the clips have a keyframe at least every 1/sample_fps seconds."""
     spec = prepare_spec(pipeline, workdir)
@@ -526,17 +539,18 @@ def _keyframe_interval_s(url: str) -> float:
 
 def live_probe(pipeline: str | Path, n: int, seconds: float, warmup_s: float, sample_fps: float) -> dict[str, Any]:
     """Run ``n`` live streams for ``seconds``; figures after the first ``warmup_s`` seconds."""
-    from vidinfer.pipeline import Pipeline
+    from vidinfer.publish.sinks import CallbackSink
 
     with tempfile.TemporaryDirectory(prefix="vidinfer-live-") as tmp:
         spec, keyframes = live_spec(pipeline, Path(tmp), n, sample_fps)
         latencies: list[tuple[float, float]] = []
 
-        def on_result(frame: Frame, _det: Any) -> None:
+        def on_frame(frame: Frame, _layers: Any) -> None:
             now = time.monotonic()
             latencies.append((now, now - frame.decoded_at))
 
-        pipe = Pipeline(spec, on_result=on_result)
+        spec.sinks.append(CallbackSink(on_frame=on_frame))
+        pipe = spec.build()
         base_rss = rss_mb()
         marks: dict[str, Any] = {}
 

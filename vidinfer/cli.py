@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="cut each clip at the first keyframe at or after N frames (--quick: 50)")
     b.add_argument("--rounds", type=int, default=None, help="rounds of every stage (default 3; --quick 1)")
-    b.add_argument("--out", type=Path, default=None, help="folder for bench.json and bench.png (default out/bench/NAME)")
+    b.add_argument("--out", type=Path, default=None,
+                   help="folder for bench.json and bench.png (default out/bench/NAME)")
     b.add_argument("--no-plot", action="store_true", help="no PNG")
     b.add_argument("--live", action="store_true", help="find the largest number of live streams sustained")
     b.add_argument("--probe-s", type=float, default=None, help="seconds per live probe (default 30; --quick 15)")
@@ -158,15 +159,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from vidinfer.config import load_pipeline
-    from vidinfer.pipeline import Pipeline
 
     spec = load_pipeline(args.pipeline)
     if args.publish is not None:
-        spec.publish.endpoint = args.publish
+        _replace_endpoint(spec, args.publish)
     _apply_scale_out_options(spec, args)
     try:
-        pipeline = Pipeline(spec)
-    except (ConfigError, ModelError) as exc:  # a model or device that does not fit: say which file
+        pipeline = spec.build()
+    except (ConfigError, ModelError) as exc:  # a model, layer or device that does not fit: say which file
         raise type(exc)(f"{args.pipeline}: {exc}") from None
     metrics_server = None
     if spec.metrics.port:
@@ -179,14 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_progress = _start_progress(pipeline) if show_progress else None
     try:
         report = pipeline.run()
-    except PublishError as exc:  # the endpoint is only bound when the run starts
-        raise PublishError(f"{args.pipeline}: key 'publish.endpoint': {exc}") from None
+    except (PublishError, ConfigError) as exc:  # sinks bind their endpoints and open files when the run starts
+        raise type(exc)(f"{args.pipeline}: {exc}") from None
     finally:
         if stop_progress:
             stop_progress()
     _print_summary(report)
-    if report.brand_report is not None:
-        _print_brand_report(report)
+    _print_sections(report)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report.to_dict(), indent=2))
@@ -196,6 +195,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         held.wait(spec.metrics.hold_s)  # let the last scrape see the final counts of a file job
         metrics_server.close()
     return report.exit_code
+
+
+def _replace_endpoint(spec: Any, endpoint: str) -> None:
+    """--publish: the first ZeroMQ sink's endpoint, or a ZeroMQ sink added when there is none."""
+    from vidinfer.publish.sinks import ZmqSink
+
+    sink = spec.sink_of(ZmqSink)
+    if sink is None:
+        spec.sinks.append(ZmqSink(endpoint=endpoint))
+    else:
+        sink.endpoint = endpoint
 
 
 def _apply_scale_out_options(spec: Any, args: argparse.Namespace) -> None:
@@ -340,15 +350,16 @@ def _print_summary(report: Any) -> None:
     print("\n".join(rows))
 
 
-def _print_brand_report(report: Any) -> None:
+def _print_sections(report: Any) -> None:
+    """What the stages added to the report: their summaries (e.g. brand impact's table) and files."""
     from rich.console import Console
 
-    from vidinfer.analytics.report import exposure_table
-
-    console = Console(width=max(120, Console().width))  # the table stays readable in a pipe
-    console.print(exposure_table(report.brand_report))
-    for path in report.report_files:
-        print(f"report: {path}")
+    console = Console(width=max(120, Console().width))  # tables stay readable in a pipe
+    for section in report.sections.values():
+        if section.summary is not None:
+            console.print(section.summary)
+        for path in section.files:
+            print(f"report: {path}")
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -356,19 +367,23 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     from vidinfer.config import load_pipeline
     from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
-    from vidinfer.quantize import compare_precisions, convert_fp16, pipeline_frames, quantize_int8, _tensor
+    from vidinfer.quantize import _tensor, compare_precisions, convert_fp16, pipeline_frames, quantize_int8
+    from vidinfer.stages.detect import Detect
 
     spec = load_pipeline(args.pipeline)
-    model = Path(spec.detector.model)
+    detector = spec.stage_of(Detect)
+    if detector is None:
+        raise ConfigError(f"{args.pipeline}: quantize needs a detect stage, and the pipeline has none")
+    model = Path(detector.model)
     out_dir = args.out or model.parent
-    inp = OnnxRuntimeEngine(model, spec.detector.input_size).input
+    inp = OnnxRuntimeEngine(model, detector.input_size).input
     size = (inp.width, inp.height)
     frames = pipeline_frames(spec, size, per_stream=2 * args.frames)
     # Calibrate on even frames, measure on odd ones: agreement is not judged on calibration data.
     calibration, held_out = frames[0::2], frames[1::2]
     int8 = quantize_int8(model, out_dir / f"{model.stem}.int8.onnx", _tensor(calibration, size))
     fp16 = convert_fp16(model, out_dir / f"{model.stem}.fp16.onnx")
-    results = compare_precisions({"fp32": model, "fp16": fp16, "int8": int8}, held_out, spec,
+    results = compare_precisions({"fp32": model, "fp16": fp16, "int8": int8}, held_out, detector,
                                  spec.max_batch_size)
     print(f"{'precision':<10} {'mAP@0.5 vs FP32':>16} {'ms/image (CPU)':>15} {'speed vs FP32':>14} {'MB':>7}  file")
     for r in results:
@@ -394,9 +409,11 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
                           f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here; "
                           "run it where the pipeline will run, after pip install 'vidinfer[gpu]'")
     from vidinfer.engines.tensorrt import TensorRTEngine
+    from vidinfer.stages.classify import Classify
+    from vidinfer.stages.detect import Detect
 
-    jobs = [(spec.detector.model, spec.detector.input_size, spec.max_batch_size)]
-    jobs += [(c.model, c.input_size, c.max_batch_size) for c in spec.classifiers]
+    jobs = [(s.model, s.input_size, spec.max_batch_size) for s in spec.stages if isinstance(s, Detect)]
+    jobs += [(s.model, s.input_size, s.max_batch_size) for s in spec.stages if isinstance(s, Classify)]
     for model, size, batch in jobs:
         engine = TensorRTEngine(model, size, batch, cache_dir=args.cache_dir)
         print(f"{model}: {engine.plan_path}")

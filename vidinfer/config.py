@@ -1,36 +1,46 @@
-"""Pipeline specifications: the same objects from TOML and from Python code.
+"""Pipeline files: TOML mapped one to one onto `Pipeline(sources=..., stages=..., sinks=...)`.
 
-    spec = load_pipeline("pipelines/brand_impact.toml")   # TOML
-    spec = PipelineSpec(streams=[StreamSpec(id="cam-1", url="a.mp4")], detector=...)  # code
+    config = load_pipeline("pipelines/brand_impact.toml")   # streams, stages, sinks, settings
+    report = config.build().run()                           # a Pipeline, run
 
-Relative paths in a TOML file (stream files, models, label files) are resolved against the
-file's own folder, so a pipeline runs the same from any working directory. Every invalid
-document ends in one `ConfigError` line naming the file, the key and what is expected.
+A file has top-level settings (``name``, ``device``, ``max_batch_size``, ``max_delay_ms``, ``[gpu]``,
+``[shard]``, ``[metrics]``), then ``[[streams]]`` (each a `StreamSpec`), ``[[stages]]`` and
+``[[sinks]]``. A stage or sink table names its ``type`` (`vidinfer.stages.registry`); its other keys
+are validated by that type's own model, exactly as the same object built in Python code. Relative
+paths (stream files, models, label files, report folders, keys) are resolved against the file's
+own folder, so a pipeline runs the same from any working directory. Every invalid document ends in
+one `ConfigError` line naming the file, the key and what is expected.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
 import os
 import sys
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidinfer.errors import ConfigError, ModelError
-from vidinfer.models.registry import is_model_name, resolve_model
 from vidinfer.publish.wire import STREAM_ID_PATTERN
+
+if TYPE_CHECKING:
+    from vidinfer.pipeline import Pipeline
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["StreamSpec", "DetectorSpec", "ClassifierSpec", "PublishSpec", "PipelineSpec", "TrackerSpec",
-           "TextSpec", "BrandSpec", "BrandImpactSpec", "ShardSpec", "MetricsSpec",
-           "load_pipeline", "parse_pipeline", "is_live_url"]
+__all__ = ["StreamSpec", "GpuSpec", "ShardSpec", "MetricsSpec", "PipelineConfig", "load_pipeline", "parse_pipeline",
+           "is_live_url"]
 
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
 
@@ -81,88 +91,6 @@ class StreamSpec(_Spec):
         return is_live_url(self.url) if self.live is None else self.live
 
 
-class DetectorSpec(_Spec):
-    """The primary detector: a YOLO-family ONNX model."""
-
-    model: Path
-    classes: Optional[list[str]] = None
-    labels_file: Optional[Path] = None
-    layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
-    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
-    conf_threshold: float = Field(default=0.25, ge=0, le=1)
-    iou_threshold: float = Field(default=0.45, ge=0, le=1)
-    max_detections: int = Field(default=300, ge=1)
-    output: Optional[str] = None
-    intra_op_threads: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _labels(self) -> DetectorSpec:
-        _check_labels(self.classes, self.labels_file, "classes")
-        return self
-
-    def class_names(self) -> list[str]:
-        return _read_labels(self.classes, self.labels_file)
-
-
-class ClassifierSpec(_Spec):
-    """A secondary classifier run on crops of the detector's boxes."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
-    model: Path
-    labels: Optional[list[str]] = None
-    labels_file: Optional[Path] = None
-    operate_on_classes: Optional[list[str]] = None
-    min_size: float = Field(default=0.0, ge=0)
-    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
-    softmax: Optional[bool] = None
-    max_batch_size: int = Field(default=32, ge=1)
-    output: Optional[str] = None
-    intra_op_threads: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _labels(self) -> ClassifierSpec:
-        _check_labels(self.labels, self.labels_file, "labels")
-        return self
-
-    def label_names(self) -> list[str]:
-        return _read_labels(self.labels, self.labels_file)
-
-
-class PublishSpec(_Spec):
-    """Where results go. ``endpoint = ""`` publishes nothing (results still reach callbacks)."""
-
-    endpoint: str = "tcp://127.0.0.1:5555"
-    publisher_id: Optional[str] = None
-    connect: bool = False
-    sndhwm: int = Field(default=10000, ge=1)
-    linger_ms: int = Field(default=1000, ge=0)
-    wait_for_subscribers: int = Field(default=0, ge=0)
-    wait_timeout_s: float = Field(default=10.0, ge=0)
-    # CurveZMQ to a `vidinfer proxy` started with --curve-secret-key: both or neither (connect = true).
-    curve_server_key: Optional[Path] = Field(default=None, description="the proxy's public certificate (.key)")
-    curve_secret_key: Optional[Path] = Field(default=None, description="this client's certificate (.key_secret)")
-    # CurveZMQ on this publisher itself (it binds): its certificate and the folder of allowed subscribers' keys.
-    curve_server_secret_key: Optional[Path] = Field(default=None, description="own certificate (.key_secret)")
-    curve_clients: Optional[Path] = Field(default=None, description="folder of allowed clients' .key files")
-    # Lossless sinks next to PUB (vidinfer/publish/sinks.py): PUSH blocks the pipeline when its consumer lags.
-    reliable_endpoint: Optional[str] = Field(default=None, min_length=1, description="bound PUSH endpoint")
-    reliable_hwm: int = Field(default=1000, ge=1, description="messages queued for the PUSH consumer before blocking")
-    file: Optional[Path] = Field(default=None, description="append every message here (msgpack records)")
-
-    @model_validator(mode="after")
-    def _curve_pair(self) -> PublishSpec:
-        if (self.curve_server_key is None) != (self.curve_secret_key is None):
-            raise ValueError("give both curve_server_key (the proxy's .key) and curve_secret_key "
-                             "(this publisher's .key_secret) for CurveZMQ, or neither")
-        if (self.curve_server_secret_key is None) != (self.curve_clients is None):
-            raise ValueError("give both curve_server_secret_key (this publisher's .key_secret) and curve_clients "
-                             "(the folder of allowed subscribers' .key files) for CurveZMQ, or neither")
-        if self.curve_server_secret_key is not None and self.curve_server_key is not None:
-            raise ValueError("curve_server_secret_key (a bound, secured publisher) and curve_server_key (connecting "
-                             "to a secured proxy) exclude each other; keep the one that matches connect")
-        return self
-
-
 class ShardSpec(_Spec):
     """This process's share of the streams: shard ``index`` of ``count`` (see vidinfer/sharding.py)."""
 
@@ -186,63 +114,6 @@ class MetricsSpec(_Spec):
                           description="keep answering this long after the run ends (last scrape of a file job)")
 
 
-class TrackerSpec(_Spec):
-    """ByteTrack-style association; ids persist per stream."""
-
-    high_score: float = Field(default=0.5, ge=0, le=1)
-    low_score: float = Field(default=0.1, ge=0, le=1)
-    match_iou: float = Field(default=0.3, gt=0, le=1)
-    max_lost_s: float = Field(default=1.0, ge=0)
-    max_distance: float = Field(default=1.5, ge=0, description="box sizes; 0 turns distance matching off")
-    detect_cuts: bool = Field(default=True, description="reset tracks at hard cuts between camera shots")
-
-
-class TextSpec(_Spec):
-    """Reading text in frames (PP-OCR models: detector, orientation, recogniser)."""
-
-    det_model: str = "ppocr:det"
-    cls_model: str = "ppocr:cls"
-    orientation: bool = Field(default=True, description="run the 0/180 degree orientation classifier")
-    rec_model: str = "ppocr:rec"
-    limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
-    min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
-    interval_s: float = Field(default=0.0, ge=0, description="read each stream's text at most this often "
-                              "(stream seconds; 0: every analysed frame); between reads the brands read are "
-                              "held, moving with the camera, until the next read, a cut or a discontinuity")
-    background: bool = Field(default=False, description="with interval_s: a read that falls due runs on a "
-                             "reader thread while the frame goes on with the held text (live feeds: no frame "
-                             "waits for a due read; results then depend on timing)")
-    intra_op_threads: int = Field(default=0, ge=0)
-
-
-class BrandSpec(_Spec):
-    """A sponsor to measure."""
-
-    name: str = Field(min_length=1)
-    aliases: list[str] = Field(default_factory=list)
-    logo_classes: list[str] = Field(default_factory=list, description="detector classes that show this brand")
-
-
-class BrandImpactSpec(_Spec):
-    """Brand exposure: logos from the detector and names read in the frame, tracked and measured."""
-
-    brands: list[BrandSpec] = Field(min_length=1)
-    read_text: bool = True
-    text: TextSpec = Field(default_factory=TextSpec)
-    match_threshold: float = Field(default=85.0, ge=0, le=100, description="rapidfuzz ratio a text needs")
-    publish_interval_s: float = Field(default=5.0, ge=0, description="stream time between live updates")
-    min_track_frames: int = Field(default=2, ge=1)
-    reference_share: float = Field(default=0.02, gt=0, le=1)
-    report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
-
-    @field_validator("brands")
-    @classmethod
-    def _unique_brands(cls, brands: list[BrandSpec]) -> list[BrandSpec]:
-        if (name := _first_repeat(b.name for b in brands)) is not None:
-            raise ValueError(f"brand {name!r} is listed twice; list every brand once (use aliases)")
-        return brands
-
-
 class GpuSpec(_Spec):
     """The GPU backend's settings (used when the pipeline runs on the GPU)."""
 
@@ -251,8 +122,8 @@ class GpuSpec(_Spec):
                                              "(default: $VIDINFER_ENGINE_CACHE or ~/.cache/vidinfer/engines)")
 
 
-class PipelineSpec(_Spec):
-    """A whole pipeline: streams, models, batching and publishing."""
+class _Settings(_Spec):
+    """The top level of a pipeline file, besides its stages and sinks."""
 
     name: str = "pipeline"
     device: Literal["auto", "cpu", "gpu"] = "auto"
@@ -260,11 +131,8 @@ class PipelineSpec(_Spec):
     max_batch_size: int = Field(default=8, ge=1)
     max_delay_ms: float = Field(default=20.0, ge=0, le=60_000, description="at most a minute")
     streams: list[StreamSpec] = Field(min_length=1)
-    detector: DetectorSpec
-    classifiers: list[ClassifierSpec] = Field(default_factory=list)
-    publish: PublishSpec = Field(default_factory=PublishSpec)
-    tracker: Optional[TrackerSpec] = None
-    brand_impact: Optional[BrandImpactSpec] = None
+    stages: list[dict[str, Any]] = Field(min_length=1, description="[[stages]] tables, each with its type")
+    sinks: list[dict[str, Any]] = Field(default_factory=list, description="[[sinks]] tables, each with its type")
     shard: Optional[ShardSpec] = None  # this process's share of the streams
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
 
@@ -275,23 +143,47 @@ class PipelineSpec(_Spec):
             raise ValueError(f"stream id {sid!r} is used twice; give every stream its own id")
         return streams
 
-    @field_validator("classifiers")
-    @classmethod
-    def _unique_names(cls, classifiers: list[ClassifierSpec]) -> list[ClassifierSpec]:
-        # Results carry each classifier's attribute under its name: a second one would replace the first.
-        if (name := _first_repeat(c.name for c in classifiers)) is not None:
-            raise ValueError(f"classifier name {name!r} is used twice; give every classifier its own name")
-        return classifiers
 
-    @model_validator(mode="after")
-    def _classes_known(self) -> PipelineSpec:
-        for c in self.classifiers:
-            if c.operate_on_classes and self.detector.classes:
-                unknown = [n for n in c.operate_on_classes if n not in self.detector.classes]
-                if unknown:
-                    raise ValueError(f"classifier {c.name!r} operates on {unknown}, which are not detector "
-                                     f"classes {self.detector.classes}")
-        return self
+@dataclass
+class PipelineConfig:
+    """A pipeline file, validated: its settings, streams, stage objects and sink objects.
+
+    Change what you like before `build` (``config.streams``, ``config.stages``, ``config.sinks``
+    are plain lists; ``vidinfer run --publish`` replaces the first ZeroMQ sink's endpoint).
+    """
+
+    name: str
+    device: str
+    gpu: GpuSpec
+    max_batch_size: int
+    max_delay_ms: float
+    streams: list[StreamSpec]
+    stages: list[Any]
+    sinks: list[Any]
+    shard: Optional[ShardSpec] = None
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    source: str = "<pipeline>"
+
+    def build(self) -> Pipeline:
+        """A `Pipeline` of fresh copies of these stages and sinks (models loaded, layers checked),
+        so one configuration builds any number of pipelines; run it with ``.run()``."""
+        from vidinfer.pipeline import Pipeline
+
+        fresh = self.copy()
+        return Pipeline(fresh.streams, fresh.stages, fresh.sinks, name=self.name, device=self.device,
+                        max_batch_size=self.max_batch_size, max_delay_ms=self.max_delay_ms, gpu=self.gpu,
+                        shard=self.shard)
+
+    def copy(self) -> PipelineConfig:
+        """A deep copy: change it without changing this one."""
+        return copy.deepcopy(self)
+
+    def stage_of(self, cls: type) -> Any:
+        """The first stage that is a ``cls`` (None if there is none)."""
+        return next((s for s in self.stages if isinstance(s, cls)), None)
+
+    def sink_of(self, cls: type) -> Any:
+        return next((s for s in self.sinks if isinstance(s, cls)), None)
 
 
 def _first_repeat(names: Iterable[str]) -> str | None:
@@ -304,24 +196,19 @@ def _first_repeat(names: Iterable[str]) -> str | None:
     return None
 
 
-def _check_labels(inline: list[str] | None, path: Path | None, key: str) -> None:
-    if inline is None and path is None:
-        raise ValueError(f"give either {key} = [...] or labels_file = \"...\"")
-    if inline is not None and path is not None:
-        raise ValueError(f"give {key} or labels_file, not both")
-
-
-def _read_labels(inline: list[str] | None, path: Path | None) -> list[str]:
-    if inline is not None:
-        return list(inline)
-    assert path is not None
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
 # ---------------------------------------------------------------- TOML loading
 
+# The pipeline file of 0.1 had fixed tables; each now is a stage or a sink.
+_MOVED = {
+    "detector": 'a [[stages]] table with type = "detect"',
+    "classifiers": '[[stages]] tables with type = "classify" (after the detect stage)',
+    "tracker": 'a [[stages]] table with type = "track" (brand impact: the tracker table of its brand_exposure stage)',
+    "brand_impact": '[[stages]] tables with type = "read_text" and type = "brand_exposure"',
+    "publish": 'a [[sinks]] table with type = "zmq" (reliable_endpoint: type = "push"; file: type = "file")',
+}
 
-def load_pipeline(path: str | Path) -> PipelineSpec:
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and validate a pipeline TOML file. Raises `ConfigError` with a one-line message."""
     path = Path(path)
     try:
@@ -337,75 +224,191 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
     return parse_pipeline(data, source=str(path), base_dir=path.parent)
 
 
-def parse_pipeline(data: dict[str, Any], source: str = "<pipeline>", base_dir: Path | None = None) -> PipelineSpec:
+def parse_pipeline(data: dict[str, Any], source: str = "<pipeline>", base_dir: Path | None = None) -> PipelineConfig:
     """Validate a pipeline given as a dict (parsed TOML); relative paths resolve against ``base_dir``."""
+    for key, where in _MOVED.items():
+        if key in data:
+            raise ConfigError(f"{source}: key '{key}': pipeline files now list their stages and sinks; move [{key}] "
+                              f"into {where} (docs/configuration.md, 'Pipeline files of vidinfer 0.1')")
     try:
-        spec = PipelineSpec.model_validate(data)
+        settings = _Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc, data)}") from None
-    if base_dir is not None:
-        _resolve_paths(spec, base_dir)
-    check_files(spec, source)
-    return spec
+        raise ConfigError(f"{source}: {_describe(exc, _Settings)}") from None
+    base = base_dir
+    if base is not None:
+        for s in settings.streams:
+            if "://" not in s.url and not Path(s.url).is_absolute():
+                s.url = os.path.normpath(base / s.url)
+        _resolve_paths(settings.gpu, base)
+    with _importable(base):
+        stages = [_component(t, ("stages", i), _stage_types(), base, source, sink=False)
+                  for i, t in enumerate(settings.stages)]
+        sinks = [_component(t, ("sinks", i), _sink_types(), base, source, sink=True)
+                 for i, t in enumerate(settings.sinks)]
+    return PipelineConfig(settings.name, settings.device, settings.gpu, settings.max_batch_size,
+                          settings.max_delay_ms, settings.streams, stages, sinks, settings.shard, settings.metrics,
+                          source)
 
 
-def _resolve_paths(spec: PipelineSpec, base: Path) -> None:
-    def rel(p: Path | None) -> Path | None:
-        return None if p is None or p.is_absolute() else Path(os.path.normpath(base / p))
+def _stage_types() -> dict[str, str]:
+    from vidinfer.stages.registry import stage_types
 
-    for s in spec.streams:
-        if "://" not in s.url and not Path(s.url).is_absolute():
-            s.url = os.path.normpath(base / s.url)
-    for key in ("curve_server_key", "curve_secret_key", "curve_server_secret_key", "curve_clients", "file"):
-        if getattr(spec.publish, key) is not None:
-            setattr(spec.publish, key, rel(getattr(spec.publish, key)) or getattr(spec.publish, key))
-    if spec.brand_impact is not None and spec.brand_impact.report_dir is not None:
-        spec.brand_impact.report_dir = rel(spec.brand_impact.report_dir) or spec.brand_impact.report_dir
-    for m in [spec.detector, *spec.classifiers]:
-        if not is_model_name(str(m.model)):  # registry names ("logos:detector") are not paths
-            m.model = rel(m.model) or m.model
-        if m.labels_file is not None:
-            m.labels_file = rel(m.labels_file) or m.labels_file
-    if spec.gpu.engine_cache_dir is not None:
-        spec.gpu.engine_cache_dir = rel(spec.gpu.engine_cache_dir) or spec.gpu.engine_cache_dir
+    return stage_types()
 
 
-def check_files(spec: PipelineSpec, source: str = "<pipeline>") -> None:
+def _sink_types() -> dict[str, str]:
+    from vidinfer.stages.registry import sink_types
+
+    return sink_types()
+
+
+@contextlib.contextmanager
+def _importable(folder: Path | None) -> Iterator[None]:
+    """The pipeline file's folder first on the import path while its Python objects are imported."""
+    if folder is None:
+        yield
+        return
+    entry = str(folder.resolve())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
+def _component(table: dict[str, Any], loc: tuple[Any, ...], types: dict[str, str], base: Path | None,
+               source: str, sink: bool) -> Any:
+    """One [[stages]] or [[sinks]] table as the object its type names."""
+    from vidinfer.stages.registry import PYTHON, load_type
+
+    where = _loc(loc)
+    table = dict(table)
+    kind = table.pop("type", None)
+    known = sorted([*types, PYTHON])
+    if kind is None:
+        raise ConfigError(f"{source}: key '{where}.type' is required but missing; add one of: {', '.join(known)}")
+    if kind == PYTHON:
+        return _python_component(table, loc, base, source, sink)
+    if not isinstance(kind, str) or kind not in types:  # a TOML array or table is no type name either
+        hint = difflib.get_close_matches(str(kind), known, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ConfigError(f"{source}: key '{where}.type': unknown {'sink' if sink else 'stage'} type {kind!r}"
+                          f"{suggestion}; types: {', '.join(known)}")
+    try:
+        cls = load_type(types[kind])
+    except Exception as exc:
+        raise ConfigError(f"{source}: key '{where}.type': type {kind!r} ({types[kind]}) cannot be loaded "
+                          f"({type(exc).__name__}: {exc}); reinstall the package that provides it") from None
+    return _validated(cls, table, loc, base, source)
+
+
+def _validated(cls: type[BaseModel], table: dict[str, Any], loc: tuple[Any, ...], base: Path | None,
+               source: str) -> Any:
+    try:
+        obj = cls.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, cls, loc)}") from None
+    if base is not None:
+        _resolve_paths(obj, base)
+    check_files(obj, source, loc)
+    return obj
+
+
+def _python_component(table: dict[str, Any], loc: tuple[Any, ...], base: Path | None, source: str,
+                      sink: bool) -> Any:
+    """``type = "python"``: ``function`` names a function (made a stage) or a class (built from the
+    table's other keys, validated by the class itself when it is a pydantic model)."""
+    from vidinfer.stages.base import FunctionStage, strict
+    from vidinfer.stages.track import import_object
+
+    where = _loc(loc)
+    ref = table.pop("function", None)
+    if not isinstance(ref, str):
+        raise ConfigError(f"{source}: key '{where}.function' is required: the 'package.module:name' of your "
+                          f"{'sink' if sink else 'stage'}")
+    obj = import_object(ref, f"{source}: key '{where}.function'")
+    if isinstance(obj, type) and issubclass(obj, BaseModel):
+        return _validated(obj, table, loc, base, source)
+    name = table.pop("name", None)
+    if isinstance(obj, FunctionStage) or (callable(obj) and not isinstance(obj, type) and not sink):
+        fs = obj if isinstance(obj, FunctionStage) else FunctionStage(obj)
+        if name is not None:
+            fs = fs.renamed(str(name))
+        if fs.options_model is not None:
+            model = strict(fs.options_model)
+            try:
+                values = model.model_validate(table)
+            except ValidationError as exc:
+                raise ConfigError(f"{source}: {_describe(exc, model, loc)}") from None
+            return FunctionStage(fs.fn, fs.pixels, fs.name, fs.options_model, fs.per_frame, values)
+        if table:
+            raise ConfigError(f"{source}: key '{where}.{next(iter(table))}': {ref} takes no options; declare them "
+                              "with @vidinfer.stage(options=YourModel) or remove the key")
+        return fs
+    if isinstance(obj, type):
+        try:
+            made = obj(**table) if name is None else obj(name=name, **table)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: key '{where}': {ref} cannot be made from these keys ({exc}); fix the "
+                              "keys or the class's arguments") from None
+        return made
+    raise ConfigError(f"{source}: key '{where}.function': {ref} is neither a function nor a class; name one")
+
+
+def _path_fields(model: BaseModel) -> Iterator[tuple[str, Any, Any]]:
+    """(field name, its metadata, its value) of every field of ``model``."""
+    for name, info in type(model).model_fields.items():
+        yield name, info, getattr(model, name)
+
+
+def _is_path_type(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    return any(_is_path_type(a) for a in typing.get_args(annotation))
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    """Every relative path of ``model`` (and its nested options) made relative to ``base``."""
+    from vidinfer.models.registry import is_model_name
+
+    for name, info, value in _path_fields(model):
+        if isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, Path) and _is_path_type(info.annotation):
+            if not value.is_absolute() and not is_model_name(str(value)):
+                setattr(model, name, Path(os.path.normpath(base / value)))
+
+
+def check_files(model: BaseModel, source: str = "<pipeline>", loc: tuple[Any, ...] = ()) -> None:
     """Model and label files must exist before anything starts (stream files fail per stream).
 
-    Registry names (``logos:detector``, ``ppocr:rec``) are resolved to their files here.
+    Registered model names (``logos:detector``, ``ppocr:rec``) must be installed.
     """
-    for key, m in [("detector.model", spec.detector),
-                   *((f"classifiers[{i}].model", c) for i, c in enumerate(spec.classifiers))]:
-        if is_model_name(str(m.model)):
+    from vidinfer.models.registry import is_model_name, resolve_model
+    from vidinfer.stages.options import IsFile, IsModel
+
+    for name, info, value in _path_fields(model):
+        if isinstance(value, BaseModel):
+            check_files(value, source, (*loc, name))
+            continue
+        marks = [m for m in info.metadata if isinstance(m, IsFile)]
+        if not marks or value is None:
+            continue
+        key = _loc((*loc, name))
+        if isinstance(marks[0], IsModel) and is_model_name(str(value)):
             try:
-                m.model = resolve_model(str(m.model))
+                resolve_model(str(value))
             except ModelError as exc:
                 raise ConfigError(f"{source}: key '{key}': {exc}") from None
-    if spec.brand_impact is not None and spec.brand_impact.read_text:
-        text = spec.brand_impact.text
-        for name in ("det_model", "cls_model", "rec_model"):
-            ref = getattr(text, name)
-            if name == "cls_model" and not text.orientation:
-                continue
-            try:
-                resolve_model(ref if is_model_name(ref) else Path(ref))
-            except ModelError as exc:
-                raise ConfigError(f"{source}: key 'brand_impact.text.{name}': {exc}") from None
-    items: list[tuple[str, Path | None]] = [("detector.model", spec.detector.model),
-                                             ("detector.labels_file", spec.detector.labels_file)]
-    for i, c in enumerate(spec.classifiers):
-        items += [(f"classifiers[{i}].model", c.model), (f"classifiers[{i}].labels_file", c.labels_file)]
-    for key, p in items:
-        if p is None:
             continue
         try:
-            exists = p.is_file()
+            exists = Path(value).is_file()
         except OSError as exc:  # e.g. a name too long for the file system
-            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(p))}' cannot be read "
+            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(value))}' cannot be read "
                               f"({exc.strerror or exc}); fix the path") from None
         if not exists:
-            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(p))}' does not exist; fix the path "
+            raise ConfigError(f"{source}: key '{key}': file '{_printable(str(value))}' does not exist; fix the path "
                               "(relative paths are relative to the pipeline file)")
 
 
@@ -424,14 +427,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
+def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> str:
     """One line for the first error: the key, what is expected, and what was found."""
     err = exc.errors(include_url=False)[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    key = _loc(loc)
+    key = _loc(prefix + loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        parent_model = _model_at(loc[:-1])
+        parent_model = _model_at(model, loc[:-1])
         allowed = sorted(parent_model.model_fields) if parent_model else []
         hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -451,19 +454,28 @@ def _lower_first(s: str) -> str:
     return s[:1].lower() + s[1:]
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The spec class that holds the keys at ``loc`` (for listing allowed keys)."""
-    model: type[BaseModel] = PipelineSpec
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that holds the keys at ``loc`` under ``model`` (for listing allowed keys)."""
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part)
-        if field is None:
+        field_info = model.model_fields.get(part)
+        if field_info is None:
             return None
-        ann = field.annotation
-        inner = getattr(ann, "__args__", (ann,))
+        ann = field_info.annotation
+        inner = _flat_args(ann)
         nested = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if nested is None:
             return None
         model = nested
     return model
+
+
+def _flat_args(annotation: Any) -> list[Any]:
+    args = typing.get_args(annotation)
+    if not args:
+        return [annotation]
+    out: list[Any] = []
+    for a in args:
+        out += _flat_args(a)
+    return out

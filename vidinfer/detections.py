@@ -13,6 +13,8 @@ import numpy as np
 
 __all__ = ["Detections", "Attribute"]
 
+_UNTRACKED: np.ndarray = np.zeros(0, np.int64)  # the default of Detections.track_id: no tracker ran
+
 
 @dataclass(frozen=True)
 class Attribute:
@@ -35,13 +37,16 @@ class Detections:
         class_id: (N,) int32 index into the detector's class names.
         track_id: (N,) int64 persistent id from a tracker, -1 where untracked.
         attributes: secondary-stage results by stage name, each aligned with the rows.
+        data: other per-row columns, each an (N, ...) array aligned with the rows (e.g. the
+            ``"text"`` of each line a text reader found, as a NumPy array of strings).
     """
 
     xyxy: np.ndarray
     score: np.ndarray
     class_id: np.ndarray
-    track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
+    track_id: np.ndarray = field(default_factory=lambda: _UNTRACKED)  # -1 everywhere when not given
     attributes: dict[str, Attribute] = field(default_factory=dict)
+    data: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -49,11 +54,15 @@ class Detections:
         object.__setattr__(self, "xyxy", xyxy)
         object.__setattr__(self, "score", _column(self.score, np.float32, n, "score"))
         object.__setattr__(self, "class_id", _column(self.class_id, np.int32, n, "class_id"))
-        track = np.full(n, -1, np.int64) if self.track_id is None else self.track_id
+        untracked = self.track_id is None or self.track_id is _UNTRACKED  # None: what a decoded message has
+        track = np.full(n, -1, np.int64) if untracked else self.track_id
         object.__setattr__(self, "track_id", _column(track, np.int64, n, "track_id"))
         for name, attr in self.attributes.items():
             if len(attr.label_id) != n or len(attr.score) != n:
                 raise ValueError(f"attribute {name!r} has {len(attr.label_id)} rows, expected {n}")
+        for name, col in self.data.items():
+            if len(col) != n:
+                raise ValueError(f"column {name!r} has {len(col)} rows, expected {n}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -72,11 +81,17 @@ class Detections:
             self.class_id[index],
             self.track_id[index],
             {k: a[index] for k, a in self.attributes.items()},
+            {k: c[index] for k, c in self.data.items()},
         )
 
     def with_attribute(self, name: str, attribute: Attribute) -> Detections:
+        """A copy with one more (or a replaced) attribute column."""
         return Detections(self.xyxy, self.score, self.class_id, self.track_id,
-                          {**self.attributes, name: attribute})
+                          {**self.attributes, name: attribute}, self.data)
+
+    def with_track_ids(self, track_id: np.ndarray) -> Detections:
+        """A copy whose ``track_id`` column is ``track_id``."""
+        return Detections(self.xyxy, self.score, self.class_id, track_id, self.attributes, self.data)
 
     @property
     def wh(self) -> np.ndarray:
@@ -85,7 +100,7 @@ class Detections:
 
 
 def _column(values: Any, dtype: type, n: int, name: str) -> np.ndarray:
-    col = np.asarray(values, dtype=dtype).reshape(-1)
+    col: np.ndarray = np.asarray(values, dtype=dtype).reshape(-1)
     if len(col) != n:
         raise ValueError(f"Detections.{name} has {len(col)} rows but xyxy has {n}")
     return col

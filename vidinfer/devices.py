@@ -126,6 +126,7 @@ def plan_device(requested: str, caps: list[Capability] | None = None) -> DeviceP
         if requested == "gpu":
             raise ConfigError(f"device = 'gpu' needs {what}; {GPU_FIX}, or use device = 'cpu' or 'auto'")
         return DevicePlan("cpu", f"auto: CPU backend chosen because this machine lacks {what}", dict(CPU_STAGES))
+    assert decoder is not None and engine is not None  # else missing is not empty
     module = "PyNvVideoCodec" if decoder.name.endswith("(PyNvVideoCodec)") else "PyNvCodec"
     engine_name = engine.name
     engine_text = f"{engine_name} {engine.detail}"

@@ -74,8 +74,9 @@ def mean_ap(dets: Iterable[Any], gt_boxes: Sequence[np.ndarray], gt_classes: Seq
     return (float(np.mean(valid)) if valid else 0.0), aps
 
 
-def recall_precision(dets, gt_boxes, gt_classes, conf: float, iou_thr: float = 0.5,
-                     ignore_boxes=None) -> tuple[float, float, int, int, int]:
+def recall_precision(dets: Sequence[Any], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
+                     conf: float, iou_thr: float = 0.5, ignore_boxes: Sequence[np.ndarray] | None = None
+                     ) -> tuple[float, float, int, int, int]:
     """(recall, precision, tp, fp, n_gt) at score >= ``conf``, same-class IoU >= ``iou_thr``."""
     tp = fp = n = 0
     for k, d in enumerate(dets):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -93,3 +94,4 @@ class StreamEvent:
     info: dict[str, Any] = field(default_factory=dict)
     end_of_stream: bool = False
     enqueued_at: float = 0.0
+    time_ns: int = field(default_factory=time.time_ns)  # when the state was entered (wall clock)

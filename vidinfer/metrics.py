@@ -9,14 +9,16 @@ One HTTP endpoint per process (``vidinfer run --metrics-port 9100`` or ``[metric
   stream has connected (a shard with no streams is ready once it runs), else 503.
 
 Naming follows Prometheus' rules: ``vidinfer_`` prefix, base units (seconds), ``_total`` on
-counters, and the only label is the stream id (plus a drop ``reason``, and ``stage``/``backend``
-on the one info gauge `vidinfer_backend_info`): no per-object labels.
+counters, and the labels are the stream id, the stage name (both sets fixed by the pipeline), a
+drop ``reason`` and ``backend`` on the one info gauge `vidinfer_backend_info`: no per-object labels.
 
 Backend metrics (both backends, so dashboards work on either): ``vidinfer_backend_info{stage,
-backend}`` says which backend each stage got (decoder, preprocessing, detector, classifiers) and
-``vidinfer_device_info{device}`` the device; ``vidinfer_detector_duration_seconds`` times the
-detector alone. GPU backend only: ``vidinfer_nvdec_frames_decoded_total{stream}`` and
-``vidinfer_decoder_recreations_total{stream}`` (NVDEC decoders re-created after an error).
+backend}`` says which backend each part got (decoder, preprocessing, detector, classifiers) and
+``vidinfer_device_info{device}`` the device. Per pipeline stage (label ``stage``: the stage's
+name, e.g. ``detect:logo``): ``vidinfer_stage_duration_seconds`` times each batch through it,
+``vidinfer_stage_failures_total`` counts the frames it failed on. GPU backend only:
+``vidinfer_nvdec_frames_decoded_total{stream}`` and ``vidinfer_decoder_recreations_total{stream}``
+(NVDEC decoders re-created after an error).
 
 Cost on the hot path: counters are not incremented per frame at all. The pipeline already keeps
 them (decoder, queue, report and publisher counters); a custom collector reads them at scrape
@@ -30,7 +32,7 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -88,12 +90,14 @@ class _PipelineCollector(Collector):
         capacity = GaugeMetricFamily("vidinfer_queue_capacity", "Size of the stream's queue in frames.",
                                      labels=["stream"])
         for src in p.sources:
-            sid = src.spec.id
+            sid = src.stream_id
             st = src.stats
+            queue = p.queues[sid]
             decoded.add_metric([sid], st.decoded)
             analysed.add_metric([sid], p.report.streams[sid].frames_analysed)
-            dropped.add_metric([sid, "queue_full"], src.queue.dropped)
-            if not src.spec.keyframes_only:  # keyframes_only decodes only what it keeps
+            dropped.add_metric([sid, "queue_full"], queue.dropped)
+            spec = getattr(src, "spec", None)
+            if spec is None or not spec.keyframes_only:  # keyframes_only decodes only what it keeps
                 dropped.add_metric([sid, "not_sampled"], max(0, st.decoded - st.queued))
             errors.add_metric([sid], st.decode_errors)
             if gpu:
@@ -101,30 +105,35 @@ class _PipelineCollector(Collector):
                 recreations.add_metric([sid], st.decoder_recreations)
             reconnects.add_metric([sid], st.reconnects)
             up.add_metric([sid], 1.0 if st.state in _UP_STATES else 0.0)
-            depth.add_metric([sid], src.queue.depth)
-            capacity.add_metric([sid], src.queue.capacity)
+            depth.add_metric([sid], queue.depth)
+            capacity.add_metric([sid], queue.capacity)
         yield from (decoded, analysed, dropped, errors, reconnects, up, depth, capacity)
         if gpu:
             yield from (nvdec, recreations)
         backend = GaugeMetricFamily("vidinfer_backend_info", "1 for the backend each stage runs on.",
                                     labels=["stage", "backend"])
-        for stage, name in p.report.stages.items():
+        for stage, name in p.report.backends.items():
             backend.add_metric([stage, name], 1.0)
         yield backend
+        failures = CounterMetricFamily("vidinfer_stage_failures", "Frames a stage failed on (published without "
+                                       "its output).", labels=["stage"])
+        for name, st_rep in p.report.stages.items():
+            failures.add_metric([name], st_rep.failures)
+        yield failures
         device = GaugeMetricFamily("vidinfer_device_info", "1 for the device the pipeline runs on (cpu or gpu).",
                                    labels=["device"])
         device.add_metric([p.device], 1.0)
         yield device
 
-        pub = p.publisher
-        sent = pub.sent if pub is not None else p.report.messages_sent
-        refused = pub.dropped if pub is not None else p.report.messages_dropped
-        yield CounterMetricFamily("vidinfer_messages_published", "Messages handed to ZeroMQ.", value=sent)
+        sent = sum(int(getattr(s, "sent", 0)) for s in p.sinks)
+        refused = sum(int(getattr(s, "dropped", 0)) for s in p.sinks)
+        yield CounterMetricFamily("vidinfer_messages_published", "Messages handed to the sinks' transports.",
+                                  value=sent)
         yield CounterMetricFamily("vidinfer_messages_dropped",
                                   "Messages refused at a subscriber's high-water mark (sndhwm).", value=refused)
         yield GaugeMetricFamily("vidinfer_streams", "Streams this process analyses (its shard's share).",
                                 value=len(p.sources))
-        shard = p.spec.shard
+        shard = p.shard
         yield GaugeMetricFamily("vidinfer_shard_index", "This process's shard index (0 when not sharded).",
                                 value=shard.index if shard is not None else 0)
         yield GaugeMetricFamily("vidinfer_shard_count", "How many shards share the stream list (1 when not sharded).",
@@ -138,15 +147,15 @@ class PipelineMetrics:
         self.pipeline = pipeline
         self.registry = registry or CollectorRegistry()
         self.registry.register(_PipelineCollector(pipeline))
-        self.batch_size = Histogram("vidinfer_batch_size_frames", "Frames per detector run.",
-                                    buckets=_batch_buckets(pipeline.spec.max_batch_size), registry=self.registry)
+        self.batch_size = Histogram("vidinfer_batch_size_frames", "Frames per batch.",
+                                    buckets=_batch_buckets(pipeline.max_batch_size), registry=self.registry)
         self.inference = Histogram("vidinfer_inference_duration_seconds",
-                                   "Time of one batch through the detector and every secondary stage.",
+                                   "Time of one batch through every stage.",
                                    buckets=INFERENCE_BUCKETS, registry=self.registry)
-        self.detector = Histogram("vidinfer_detector_duration_seconds",
-                                  "Time of one batch through the detector alone: filling its input to its outputs "
-                                  "on the host (GPU: may overlap the previous batch's post-processing).",
-                                  buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.stage = Histogram("vidinfer_stage_duration_seconds",
+                               "Time of one batch through one stage (a detector: filling its input to its outputs "
+                               "on the host; on the GPU it may overlap the previous batch's later stages).",
+                               labelnames=["stage"], buckets=INFERENCE_BUCKETS, registry=self.registry)
         self.latency = Histogram("vidinfer_frame_latency_seconds",
                                  "End-to-end latency of a frame: decoded to its result published.",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -157,12 +166,13 @@ class PipelineMetrics:
     def batch_started(self) -> None:
         self._busy_since = time.monotonic()
 
-    def batch_done(self, frames: Sequence[Any], inference_s: float, detector_s: float | None = None) -> None:
+    def batch_done(self, frames: Sequence[Any], inference_s: float,
+                   stage_s: Mapping[str, float] | None = None) -> None:
         self._busy_since = None
         self.batch_size.observe(len(frames))
         self.inference.observe(inference_s)
-        if detector_s is not None:
-            self.detector.observe(detector_s)
+        for name, seconds in (stage_s or {}).items():
+            self.stage.labels(stage=name).observe(seconds)
         now = time.monotonic()
         for f in frames:
             self.latency.observe(now - f.decoded_at)
@@ -189,7 +199,9 @@ class MetricsServer:
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
                  live: Callable[[], tuple[bool, str]] | None = None,
                  ready: Callable[[], tuple[bool, str]] | None = None, flag: str = "--metrics-port"):
-        always = (lambda: (True, "ok"))
+        def always() -> tuple[bool, str]:
+            return True, "ok"
+
         probes = {"/healthz": live or always, "/readyz": ready or always}
 
         class Handler(BaseHTTPRequestHandler):

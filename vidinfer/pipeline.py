@@ -1,14 +1,26 @@
-"""The pipeline: sources -> bounded queues -> cross-stream batcher -> detector -> secondary
-classifiers -> publisher and callbacks.
+"""The pipeline: sources -> bounded queues -> cross-stream batcher -> stages, in order -> sinks.
 
-    from vidinfer import Pipeline, load_pipeline
-    report = Pipeline(load_pipeline("pipelines/brand_impact.toml")).run()
+    import vidinfer as vi
 
-Threads: one per stream (demux, decode, resize: FFmpeg releases the GIL) and the caller's thread,
-which batches, runs the models and publishes. ONNX Runtime also releases the GIL while it runs.
+    pipeline = vi.Pipeline(
+        sources=[vi.StreamSpec(id="cam-1", url="cam1.mp4"), vi.StreamSpec(id="cam-2", url="rtsp://...")],
+        stages=[vi.Detect(model="models/shapes/detector.onnx", labels_file="models/shapes/labels.txt"),
+                vi.Track()],
+        sinks=[vi.ZmqSink(endpoint="tcp://127.0.0.1:5555")],
+    )
+    report = pipeline.run()
 
-What differs between the CPU and the GPU backend (decoding, filling the batch tensor, engines,
+The core knows no model and no analytics: it batches frames across streams, runs each stage on
+each batch (a stage reads and makes named layers, `vidinfer.batch`), hands every batch and every
+stream event to every sink, and keeps the run's figures. Everything else is a stage or a sink.
+
+Threads: one per source (demux, decode, resize: FFmpeg releases the GIL) and the caller's thread,
+which batches, runs the stages and feeds the sinks. ONNX Runtime also releases the GIL while it
+runs. What differs between the CPU and the GPU backend (decoding, the detector input, engines,
 crops, host copies of frames) lives in `vidinfer.backends`; ``device`` picks one per pipeline.
+
+Faults: a stage that raises fails only the frames of the stream it fails on (docs/composition.md,
+"When a stage fails"); a sink that raises is counted and reported, and the others go on.
 """
 
 from __future__ import annotations
@@ -17,36 +29,34 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandStage
-from vidinfer.analytics.brands import Brand, BrandMatcher
-from vidinfer.analytics.exposure import ExposureAnalytics
-from vidinfer.batching import Batch, Batcher
-from vidinfer.config import PipelineSpec, TrackerSpec, check_files, load_pipeline
-from vidinfer.detections import Detections
 from vidinfer.backends import make_backend
+from vidinfer.batch import Batch, Pixels, StageMessage
+from vidinfer.batching import Batcher, Collected
+from vidinfer.config import GpuSpec, ShardSpec, StreamSpec
+from vidinfer.detections import Detections
 from vidinfer.devices import plan_device
+from vidinfer.errors import ConfigError
 from vidinfer.frame import Frame, StreamEvent, StreamState
-from vidinfer.models.classifier import ClassifierAdapter, SecondaryClassifier
-from vidinfer.models.yolo import YoloAdapter
-from vidinfer.publish.publisher import Publisher
-from vidinfer.publish.wire import Kind, detections_body
-from vidinfer.sharding import apply_shard
-from vidinfer.tracking import TrackerStage
+from vidinfer.publish.sinks import Event, Sink, SinkContext
+from vidinfer.publish.wire import check_stage_kind
+from vidinfer.sharding import select_streams
+from vidinfer.sources.base import DecodeHints, Source
+from vidinfer.stages.base import FrameFailures, FunctionStage, Layers, ReportSection, Stage, StageContext, _FrameNeeds
 from vidinfer.tracking.cuts import ShotCuts
 
-__all__ = ["Pipeline", "RunReport", "StreamReport"]
+__all__ = ["Pipeline", "RunReport", "StreamReport", "StageReport"]
 
 log = logging.getLogger(__name__)
 
 _NOT_ENDED = {StreamState.CONNECTING.value, StreamState.CONNECTED.value, StreamState.RECONNECTING.value,
               StreamState.DEGRADED.value}
-ResultCallback = Callable[[Frame, Detections], None]
 # All sources together get this long to stop (a source blocked in a silent server's open cannot be
 # interrupted); the whole shutdown must stay within 5 s.
 SOURCE_JOIN_TIMEOUT_S = 3.0
@@ -60,30 +70,45 @@ class StreamReport:
     state: str = StreamState.CONNECTING.value
     reason: str = ""
     frames_decoded: int = 0
-    frames_analysed: int = 0  # frames that went through the models and were published
+    frames_analysed: int = 0  # frames that went through the stages and were handed to the sinks
     frames_dropped: int = 0  # live frames dropped because the pipeline was behind
     decode_errors: int = 0
     decoder_recreations: int = 0  # hardware decoders re-created after an error (GPU backend)
     reconnects: int = 0
+    stage_failures: int = 0  # frames some stage failed on (published without that stage's output)
+
+
+@dataclass
+class StageReport:
+    """How one stage's run went."""
+
+    name: str
+    kind: str  # the stage's type ("detect", "classify", ..., "function")
+    pixels: str
+    calls: int = 0  # batches it ran on
+    frames: int = 0
+    seconds: float = 0.0  # time inside the stage (prepare and call)
+    failures: int = 0  # frames it failed on
 
 
 @dataclass
 class RunReport:
-    """What a run did: per stream, and in total."""
+    """What a run did: per stream, per stage, per sink, and in total; stages add sections."""
 
     streams: dict[str, StreamReport] = field(default_factory=dict)
     device: str = "cpu"
     device_reason: str = ""
-    stages: dict[str, str] = field(default_factory=dict)  # backend of each stage: decoder, detector, ...
+    backends: dict[str, str] = field(default_factory=dict)  # what each part runs on: decoder, detector, ...
+    stages: dict[str, StageReport] = field(default_factory=dict)
+    sinks: dict[str, dict[str, int]] = field(default_factory=dict)  # per sink: sent, dropped, errors
     batches: int = 0
     frames: int = 0
     elapsed_s: float = 0.0
-    messages_sent: int = 0
-    messages_dropped: int = 0  # refused at a subscriber's high-water mark
-    latency_ms: dict[str, float] = field(default_factory=dict)  # decoded -> published p50/p95/p99
+    messages_sent: int = 0  # summed over the sinks
+    messages_dropped: int = 0  # refused at a subscriber's high-water mark, summed over the sinks
+    latency_ms: dict[str, float] = field(default_factory=dict)  # decoded -> handed to the sinks, p50/p95/p99
     interrupted: bool = False
-    brand_report: dict[str, Any] | None = None  # brand impact: figures per stream and brand
-    report_files: list[str] = field(default_factory=list)
+    sections: dict[str, ReportSection] = field(default_factory=dict)  # added by stages (e.g. "brand_impact")
 
     @property
     def mean_batch_size(self) -> float:
@@ -100,162 +125,159 @@ class RunReport:
             return 130
         return 1 if self.failed_streams else 0
 
+    @property
+    def report_files(self) -> list[str]:
+        """Every file the stages wrote (their report sections' files)."""
+        return [f for s in self.sections.values() for f in s.files]
+
+    def section(self, name: str) -> Any:
+        """The figures of a stage's section (e.g. ``report.section("brand_impact")``), or None."""
+        s = self.sections.get(name)
+        return s.data if s is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["sections"] = {name: s.data for name, s in self.sections.items()}
+        d["report_files"] = self.report_files
         d["mean_batch_size"] = round(self.mean_batch_size, 3)
         d["failed_streams"] = self.failed_streams
         d["exit_code"] = self.exit_code
         return d
 
 
+class _Failures:
+    """Stage and sink faults: each (stage, stream) and each sink is logged once, then counted."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+
 class Pipeline:
-    """Runs a `PipelineSpec`.
+    """Sources, stages and sinks, run together.
 
     Args:
-        spec: the pipeline, from `load_pipeline` or built in code.
-        on_result: called with each analysed frame and its detections, in the pipeline's thread,
-            after the result was published. Keep it quick; it holds up the next batch.
+        sources: the streams: `StreamSpec` (a file or URL, decoded by the backend's decoder) or any
+            `Source` (e.g. `vidinfer.ArraySource`).
+        stages: run in this order on every batch: `Detect`, `Classify`, `Track`, `ReadText`,
+            `BrandExposure`, functions made stages with `vidinfer.stage`, or any `Stage`. A plain
+            function ``fn(batch)`` is taken as ``vidinfer.stage(fn)``.
+        sinks: where results go (`ZmqSink`, `PushSink`, `FileSink`, `CallbackSink`, any `Sink`).
+        name: the pipeline's name (in metadata, reports and logs).
+        device: ``"auto"`` (the GPU when it works here, else the CPU), ``"cpu"`` or ``"gpu"``.
+        max_batch_size: frames per batch, taken across streams.
+        max_delay_ms: a partial batch goes when its first frame has waited this long.
+        gpu: the GPU backend's settings.
+        shard: run only this shard's share of the sources (`vidinfer.sharding`).
+
+    Everything that can fail on user input (a model that does not fit, a layer no stage makes, a
+    device that is missing) fails here, with one sentence, before any stream starts.
     """
 
-    def __init__(self, spec: PipelineSpec | str | Path, on_result: ResultCallback | None = None):
-        self.spec = spec if isinstance(spec, PipelineSpec) else load_pipeline(spec)
-        self.spec = apply_shard(self.spec)  # [shard]: only this process's share of the streams
+    def __init__(self, sources: Sequence[Source | StreamSpec], stages: Sequence[Stage | Callable[..., Any]],
+                 sinks: Sequence[Sink] = (), *, name: str = "pipeline", device: str = "auto",
+                 max_batch_size: int = 8, max_delay_ms: float = 20.0, gpu: GpuSpec | None = None,
+                 shard: ShardSpec | None = None):
+        if max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if not 0 <= max_delay_ms <= 60_000:
+            raise ConfigError(f"max_delay_ms must be from 0 to 60000 (a minute), got {max_delay_ms}")
+        if device not in ("auto", "cpu", "gpu"):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_delay_ms = max_delay_ms
+        self.shard = shard
         self.metrics: Any = None  # vidinfer.metrics.PipelineMetrics when attached (histogram hooks)
-        self.running = False  # publisher up and sources started: what /readyz waits for
-        self.on_result = on_result
-        self.plan = plan_device(self.spec.device)  # ConfigError when device = "gpu" cannot be had
-        self.device, self.device_reason = self.plan.device, self.plan.reason
-        self._stop = threading.Event()
+        self.running = False  # sinks up and sources started: what /readyz waits for
         self._interrupted = False
+        self._stopped = threading.Event()
         self._latencies: deque[float] = deque(maxlen=100_000)
-        self.report = RunReport(device=self.device, device_reason=self.device_reason, stages=dict(self.plan.stages))
-        self.backend = make_backend(self.plan, self.spec.gpu)
-        self._build()
+        self._failures = _Failures()
+        self._in_batch = False
+        self._batch_messages: list[StageMessage] = []
+
+        self.plan = plan_device(device)  # ConfigError when device = "gpu" cannot be had
+        self.device, self.device_reason = self.plan.device, self.plan.reason
+        self.report = RunReport(device=self.device, device_reason=self.device_reason, backends=dict(self.plan.stages))
+        self.backend = make_backend(self.plan, gpu)
+        self.sources: list[Source] = self._make_sources(sources)
+        self.stages: list[Stage] = [s if _is_stage(s) else FunctionStage(s) for s in stages]  # type: ignore[misc]
+        self.sinks: list[Sink] = list(sinks)
+        self.stage_names = _unique_names(self.stages, "stage")
+        self.sink_names = _unique_names(self.sinks, "sink")
+        self.layers = Layers()
+        self.cuts = ShotCuts()  # one hard-cut detection per frame, for every stage that asks
+        self._needs = _FrameNeeds()
+        self._open_stages()
+        self.batcher = Batcher(max_batch_size, max_delay_ms)
+        self.queues = {s.stream_id: self.batcher.add_stream(s.stream_id, s.queue_size, drop_oldest=s.live)
+                       for s in self.sources}
+        for s in self.sources:
+            self.report.streams[s.stream_id] = StreamReport(s.stream_id)
+        # Many streams share few cores: one decoder thread each. A single stream may use more.
+        self.hints = DecodeHints(self._needs.size, self._needs.full, 1 if len(self.sources) > 1 else 0)
 
     @classmethod
-    def from_toml(cls, path: str | Path, on_result: ResultCallback | None = None) -> Pipeline:
-        return cls(load_pipeline(path), on_result)
+    def from_toml(cls, path: str | Path) -> Pipeline:
+        """The pipeline a TOML file describes (`vidinfer.config.load_pipeline`)."""
+        from vidinfer.config import load_pipeline
 
-    # -- construction: everything that can fail on user input fails here, before any stream starts --
-    def _build(self) -> None:
-        spec = self.spec
-        check_files(spec, f"pipeline {spec.name!r}")
-        det = spec.detector
-        self.classes = det.class_names()
-        backend = self.backend
-        self.detector = backend.make_engine(det.model, det.input_size, det.intra_op_threads, "detector model",
-                                            spec.max_batch_size)
-        self.adapter = YoloAdapter(self.classes, det.layout, det.conf_threshold, det.iou_threshold,
-                                   det.max_detections, det.output)
-        self.adapter.bind(self.detector.output_shapes, f"detector model {det.model.name!r}")
-        # Stages run in order on each batch: (frames, detections) -> detections. Those in
-        # _host_stages read pixels on the CPU: on the GPU backend they get host copies of the frames.
-        self.stages: list[Any] = []
-        self._host_stages: set[int] = set()
-        self.classifiers: list[SecondaryClassifier] = []
-        self.attribute_labels: dict[str, list[str]] = {}
-        for c in spec.classifiers:
-            labels = c.label_names()
-            engine = backend.make_engine(c.model, c.input_size, c.intra_op_threads, f"classifier {c.name!r} model",
-                                         c.max_batch_size)
-            operate_on = None
-            if c.operate_on_classes is not None:
-                unknown = [n for n in c.operate_on_classes if n not in self.classes]
-                if unknown:
-                    from vidinfer.errors import ConfigError
+        return load_pipeline(path).build()
 
-                    raise ConfigError(f"classifier {c.name!r}: operate_on_classes names {unknown}, which "
-                                      f"the detector does not have (its classes: {self.classes})")
-                operate_on = [self.classes.index(n) for n in c.operate_on_classes]
-            self.classifiers.append(SecondaryClassifier(c.name, engine, ClassifierAdapter(labels, c.softmax, c.output),
-                                                        operate_on, c.min_size, c.max_batch_size, backend.crops))
-            self.attribute_labels[c.name] = labels
-        self.stages += self.classifiers
-        self.output_classes = self.classes  # what class_id indexes in published results
-        self.analytics: ExposureAnalytics | None = None
-        self.cuts = ShotCuts()  # one cut detection per frame, for every stage that asks
-        reads_text = self._build_brand_impact()
-        tracker = spec.tracker or (TrackerSpec() if spec.brand_impact else None)
-        self.tracked = tracker is not None
-        if tracker is not None:
-            self.stages.append(TrackerStage(**tracker.model_dump(), cuts=self.cuts))
-            if tracker.detect_cuts:  # cut detection compares thumbnails of the frames
-                self._host_stages.add(id(self.stages[-1]))
-        inp = self.detector.input
-        self.batcher = Batcher(spec.max_batch_size, spec.max_delay_ms)
-        # Many streams share few cores: one decoder thread each. A single stream may use more.
-        threads = 1 if len(spec.streams) > 1 else 0
-        self.sources = []
-        for s in spec.streams:
-            q = self.batcher.add_stream(s.id, s.queue_size, drop_oldest=s.is_live)
-            self.sources.append(backend.make_source(s, (inp.width, inp.height), q, self._stop, threads,
-                                                    bool(self.classifiers) or reads_text))
-            self.report.streams[s.id] = StreamReport(s.id)
-        slots = inp.padded_size(spec.max_batch_size)
-        # Two batch tensors when the backend overlaps batch k+1's preparation with batch k's run.
-        self._batches = [backend.new_batch(inp, slots) for _ in range(2 if backend.pipelined else 1)]
-        self._batch = self._batches[0]
-        self._launched = 0
-        self.publisher: Publisher | None = None
+    # -- construction --
+    def _make_sources(self, given: Sequence[Source | StreamSpec]) -> list[Source]:
+        items = list(given)
+        if self.shard is not None:
+            mine = select_streams(items, self.shard.index, self.shard.count, key=_stream_id)
+            log.info("shard %d of %d: %d of %d streams (%s)", self.shard.index, self.shard.count, len(mine),
+                     len(items), ", ".join(_stream_id(s) for s in mine) or "none: idle until stopped")
+            items = mine
+        seen: set[str] = set()
+        sources: list[Source] = []
+        for item in items:
+            sid = _stream_id(item)
+            if sid in seen:
+                raise ConfigError(f"stream id {sid!r} is used twice; give every stream its own id")
+            seen.add(sid)
+            sources.append(self.backend.make_source(item) if isinstance(item, StreamSpec) else item)
+        return sources
 
-    def _build_brand_impact(self) -> bool:
-        """Brand stage and exposure analytics when configured; returns whether text is read."""
-        bi = self.spec.brand_impact
-        if bi is None:
-            return False
-        matcher = BrandMatcher([Brand(b.name, tuple(b.aliases), tuple(b.logo_classes)) for b in bi.brands],
-                               bi.match_threshold)
-        reader = None
-        if bi.read_text:
-            from vidinfer.models.ocr import TextReader
+    def _open_stages(self) -> None:
+        opened: list[Stage] = []
+        try:
+            for stage, name in zip(self.stages, self.stage_names):
+                ctx = StageContext(name, self.name, self.backend, self.layers, [s.stream_id for s in self.sources],
+                                   self.max_batch_size, self._emit, self._add_section, self.cuts, self._needs)
+                stage.open(ctx)
+                opened.append(stage)
+                self.report.stages[name] = StageReport(name, _kind(stage), Pixels(stage.pixels).value)
+        except BaseException:
+            for stage in reversed(opened):
+                _quietly(stage.close, f"closing stage {stage!r}")
+            self.backend.close()
+            raise
 
-            t = bi.text
-            reader = TextReader(det_model=t.det_model, cls_model=t.cls_model if t.orientation else None,
-                                rec_model=t.rec_model,
-                                limit_side=t.limit_side, min_text_height=t.min_text_height,
-                                threads=t.intra_op_threads)
-        stage = BrandStage(matcher, self.classes, reader, bi.text.interval_s if reader is not None else 0.0,
-                           background=bi.text.background, cuts=self.cuts)
-        self.stages.append(stage)
-        if reader is not None:  # OCR and its camera-motion thumbnails read pixels on the CPU
-            self._host_stages.add(id(stage))
-        self.output_classes = stage.classes
-        self.attribute_labels["source"] = SOURCE_LABELS
-        self.analytics = ExposureAnalytics(stage.classes, bi.publish_interval_s, bi.min_track_frames,
-                                           bi.reference_share)
-        return reader is not None
+    @property
+    def output_layer(self) -> str | None:
+        """The layer sinks publish unless told otherwise: the last one a stage makes."""
+        names = self.layers.names
+        return names[-1] if names else None
 
     # -- running --
     def run(self) -> RunReport:
         """Run until every stream has ended (or `stop` is called). Returns the run's report."""
         started = time.monotonic()
-        pub = self.spec.publish
-        if pub.endpoint:
-            curve = None
-            if pub.curve_server_key is not None and pub.curve_secret_key is not None:
-                from vidinfer.publish.proxy import load_curve_client
-
-                curve = load_curve_client(pub.curve_server_key, pub.curve_secret_key)
-            from vidinfer.publish.security import publish_extras
-
-            curve_server, sinks = publish_extras(pub)
-            self.publisher = Publisher(pub.endpoint, pub.publisher_id, pub.sndhwm, pub.linger_ms, pub.connect,
-                                       curve=curve, curve_server=curve_server, sinks=sinks)
-            for s in self.spec.streams:
-                self._publish_metadata(s.id, {})
-            if pub.wait_for_subscribers:
-                if not self.publisher.wait_for_subscribers(pub.wait_for_subscribers, pub.wait_timeout_s):
-                    log.warning("only %d of %d subscriptions arrived within %.1f s; starting anyway",
-                                self.publisher.subscriptions, pub.wait_for_subscribers, pub.wait_timeout_s)
-        log.info("pipeline %s: %d streams on %s (%s); %s", self.spec.name, len(self.sources), self.device,
-                 self.device_reason, "; ".join(f"{k}: {v}" for k, v in self.report.stages.items()))
+        self._open_sinks()
+        log.info("pipeline %s: %d streams on %s (%s); %s; stages: %s", self.name, len(self.sources), self.device,
+                 self.device_reason, "; ".join(f"{k}: {v}" for k, v in self.report.backends.items()),
+                 ", ".join(self.stage_names))
         try:
             for src in self.sources:
-                src.start()
+                src.start(self.queues[src.stream_id], self.hints)
             self.running = True
             if not self.sources:  # a shard whose share is empty idles until stopped (a pod must not exit)
                 log.warning("this shard has no streams; idling until stopped")
-                self._stop.wait()
+                self._stopped.wait()
             self._loop()
             deadline = time.monotonic() + SOURCE_JOIN_TIMEOUT_S
             for src in self.sources:
@@ -263,131 +285,261 @@ class Pipeline:
             self._loop()  # what the sources queued while stopping: their end-of-stream events
             self._end_stuck_sources()
         finally:
-            self._stop.set()
+            self._stopped.set()
             self.batcher.stop()
             self._finish(time.monotonic() - started)
         return self.report
 
-    def _end_stuck_sources(self) -> None:
-        """A source still blocked (e.g. opening a server that never answers) gets its end published here."""
-        for src in self.sources:
-            if src.alive and self.report.streams[src.spec.id].state in _NOT_ENDED:
-                self._on_event(StreamEvent(src.spec.id, StreamState.FAILED,
-                                           "source did not stop within the shutdown timeout",
-                                           {"frames_decoded": src.stats.decoded, "frames_analysed": src.stats.queued},
-                                           end_of_stream=True))
+    def _open_sinks(self) -> None:
+        opened: list[Sink] = []
+        try:
+            for sink, name in zip(self.sinks, self.sink_names):
+                sink.open(SinkContext(name, self.name, tuple(s.stream_id for s in self.sources),
+                                      dict(self.layers.schemas), self.output_layer))
+                opened.append(sink)
+            for sink in self.sinks:  # once every sink has bound: e.g. a publisher waiting for subscribers
+                ready = getattr(sink, "ready", None)
+                if callable(ready):
+                    ready()
+        except BaseException:
+            for sink in reversed(opened):
+                _quietly(sink.close, f"closing sink {sink!r}")
+            self._close_stages()
+            self.backend.close()
+            raise
 
     def stop(self, interrupted: bool = True) -> None:
         """Stop the sources; queued frames are still analysed and every stream's end is published."""
         self._interrupted = self._interrupted or interrupted
-        self._stop.set()
+        self._stopped.set()
+        for src in self.sources:
+            src.stop()
         self.batcher.stop()
 
+    def _end_stuck_sources(self) -> None:
+        """A source still blocked (e.g. opening a server that never answers) gets its end published here."""
+        for src in self.sources:
+            if src.alive and self.report.streams[src.stream_id].state in _NOT_ENDED:
+                self._on_event(StreamEvent(src.stream_id, StreamState.FAILED,
+                                           "source did not stop within the shutdown timeout",
+                                           {"frames_decoded": src.stats.decoded}, end_of_stream=True))
+
     def _loop(self) -> None:
-        """Launch each batch, then finish it; a pipelined backend (GPU) finishes batch k after
-        launching k+1 when k+1 was already waiting, so k+1's preprocessing and inference overlap
-        k's post-processing and publishing; otherwise (idle, or the CPU backend) at once."""
-        pending: tuple[Batch, Any, float] | None = None
-        while (batch := self.batcher.next_batch()) is not None:
-            launched = self._launch(batch)
+        """Prepare each batch, then finish it. A pipelined backend (GPU) finishes batch k after
+        preparing k+1 when k+1 was already waiting, so k+1's detector inputs and runs overlap k's
+        later stages and sinks; otherwise (idle, or the CPU backend) at once."""
+        pending: tuple[Collected, Batch, float] | None = None
+        while (taken := self.batcher.next_batch()) is not None:
+            prepared = self._prepare(taken)
             if pending is not None:
                 self._complete(*pending)
-            pending = launched
+            pending = prepared
             if not self.backend.pipelined or not any(q.depth for q in self.batcher.queues):
                 self._complete(*pending)
                 pending = None
         if pending is not None:
             self._complete(*pending)
 
-    def _process(self, batch: Batch) -> None:
-        """One batch from start to finish (no overlap)."""
-        self._complete(*self._launch(batch))
-
-    def _launch(self, batch: Batch) -> tuple[Batch, Any, float]:
-        """Fill the batch tensor and start the detector; events wait for `_complete`, in order."""
-        if not batch.frames:
-            return batch, None, 0.0
-        if self.metrics is not None:
-            self.metrics.batch_started()
+    def _prepare(self, taken: Collected) -> tuple[Collected, Batch, float]:
+        batch = Batch(taken.frames, self.layers.schemas)
         t0 = time.perf_counter()
-        tensor = self._batches[self._launched % len(self._batches)]
-        self._launched += 1
-        return batch, self.backend.launch(self.detector, tensor, batch.frames), t0
-
-    def _complete(self, batch: Batch, run: Any, t0: float) -> None:
-        for ev in batch.events_before:
-            self._on_event(ev)
-        frames = batch.frames
-        if frames:
-            n = len(frames)
-            outputs = run.outputs()
-            detector_s = time.perf_counter() - t0
-            detections = self.adapter.decode(outputs, [f.letterbox for f in frames])
-            host: Sequence[Frame] | None = None
-            for stage in self.stages:
-                if id(stage) in self._host_stages:
-                    host = host if host is not None else self.backend.host_frames(frames)
-                    detections = stage(host, detections)
-                else:
-                    detections = stage(frames, detections)
-            inference_s = time.perf_counter() - t0
-            for f, d in zip(frames, detections):
-                self._publish_result(f, d)
+        seconds: dict[str, float] = {}
+        batch.scratch["seconds"] = seconds  # per stage, for the metrics
+        if batch.frames:
             if self.metrics is not None:
-                self.metrics.batch_done(frames, inference_s, detector_s)
-            self.report.batches += 1
-            self.report.frames += n
-        for ev in batch.events_after:
+                self.metrics.batch_started()
+            for stage, name in zip(self.stages, self.stage_names):
+                prepare = getattr(stage, "prepare", None)
+                if prepare is not None:
+                    t = time.perf_counter()
+                    try:
+                        prepare(batch)
+                    except Exception:  # the stage's call starts again on its own and reports what fails
+                        batch.scratch.pop(id(stage), None)
+                    seconds[name] = time.perf_counter() - t
+                    self.report.stages[name].seconds += seconds[name]
+        return taken, batch, t0
+
+    def _complete(self, taken: Collected, batch: Batch, t0: float) -> None:
+        for ev in taken.events_before:
+            self._on_event(ev)
+        if batch.frames:
+            self._analyse(batch)
+            stage_s = time.perf_counter() - t0
+            self._deliver(batch)
+            self._account(batch, stage_s)
+        for ev in taken.events_after:
             self._on_event(ev)
 
-    def _publish_result(self, frame: Frame, det: Detections) -> None:
-        if self.publisher is not None:
-            body = detections_body(frame.stream_id, frame.frame_no, frame.pts_ns, frame.capture_ns,
-                                   frame.width, frame.height, det, frame.discontinuity, self.tracked)
-            self.publisher.publish(Kind.DETECTIONS, frame.stream_id, body)
-        if self.analytics is not None:
-            update = self.analytics.add(frame.stream_id, frame.pts_ns, frame.width, frame.height, det,
-                                        frame.discontinuity)
-            if update is not None and self.publisher is not None:
-                self.publisher.publish(Kind.BRAND_EXPOSURE, frame.stream_id, update)
-        self._latencies.append(time.monotonic() - frame.decoded_at)
-        self.report.streams[frame.stream_id].frames_analysed += 1
-        if self.on_result is not None:
-            self.on_result(frame, det)
+    def analyse(self, frames: Sequence[Frame]) -> Batch:
+        """Every stage on these frames, nothing handed to the sinks; returns the batch with its
+        layers (for tools and benchmarks; stream ends are not signalled)."""
+        _, batch, _ = self._prepare(Collected(frames=list(frames)))
+        self._analyse(batch)
+        self._batch_messages.clear()
+        return batch
 
+    def _analyse(self, batch: Batch) -> None:
+        """Run the stages in order; what they emit waits for the batch to be delivered."""
+        host: Batch | None = None
+        self._in_batch = True
+        try:
+            for stage, name in zip(self.stages, self.stage_names):
+                view = batch
+                if Pixels(stage.pixels) is Pixels.HOST:
+                    if host is None:  # one host copy per batch, however many stages ask
+                        host = batch.with_frames(self.backend.host_frames(batch.frames))
+                    view = host
+                self._run_stage(stage, name, view)
+            batch.scratch["host"] = host
+        finally:
+            self._in_batch = False
+
+    def _run_stage(self, stage: Stage, name: str, batch: Batch) -> None:
+        rep = self.report.stages[name]
+        before = {layer: list(rows) for layer, rows in batch.items()}
+        t = time.perf_counter()
+        try:
+            stage(batch)
+        except FrameFailures as ff:
+            for frame, exc in ff.failures:
+                self._stage_failed(name, frame.stream_id, [frame.frame_no], exc)
+        except Exception as exc:
+            self._isolate(stage, name, batch, before, exc)
+        finally:
+            took = time.perf_counter() - t
+            rep.seconds += took
+            rep.calls += 1
+            rep.frames += len(batch.frames)
+            seconds = batch.scratch.get("seconds")
+            if seconds is not None:
+                seconds[name] = seconds.get(name, 0.0) + took
+        self._fill_missing_layers(batch, name)
+
+    def _isolate(self, stage: Stage, name: str, batch: Batch, before: dict[str, list[Detections]],
+                 exc: BaseException) -> None:
+        """A stage raised on a batch: undo what it set, then run it on each stream's frames alone,
+        so that only the stream it fails on loses its output."""
+        batch.restore(before)
+        by_stream: dict[str, list[int]] = {}
+        for i, f in enumerate(batch.frames):
+            by_stream.setdefault(f.stream_id, []).append(i)
+        if len(by_stream) == 1:
+            sid, idx = next(iter(by_stream.items()))
+            self._stage_failed(name, sid, [batch.frames[i].frame_no for i in idx], exc)
+            return
+        for sid, idx in by_stream.items():
+            sub = batch.select(idx)
+            try:
+                stage(sub)
+            except FrameFailures as ff:
+                for frame, e in ff.failures:
+                    self._stage_failed(name, frame.stream_id, [frame.frame_no], e)
+                batch.merge(sub, idx)
+            except Exception as e:
+                self._stage_failed(name, sid, [batch.frames[i].frame_no for i in idx], e)
+            else:
+                batch.merge(sub, idx)
+
+    def _fill_missing_layers(self, batch: Batch, stage_name: str) -> None:
+        """Every layer a stage declared exists after it ran (empty rows where it failed)."""
+        for schema in self.layers.schemas.values():
+            if schema.made_by == stage_name:
+                batch.fill(schema.name)
+
+    def _stage_failed(self, name: str, stream_id: str, frame_nos: list[int], exc: BaseException) -> None:
+        self.report.stages[name].failures += len(frame_nos)
+        rep = self.report.streams.get(stream_id)
+        if rep is not None:
+            rep.stage_failures += len(frame_nos)
+        key = (name, stream_id)
+        if key in self._failures.seen:
+            log.debug("stage %r failed again on stream %s", name, stream_id, exc_info=exc)
+            return
+        self._failures.seen.add(key)
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+        frames = f"frame {frame_nos[0]}" if len(frame_nos) == 1 else f"frames {frame_nos[0]}-{frame_nos[-1]}"
+        log.error("stage %r failed on stream %s (%s): %s; its results are published without this stage's output, "
+                  "and the other streams go on (later failures of this stage on this stream are counted in the "
+                  "run report)", name, stream_id, frames, what)
+        log.debug("stage %r: traceback", name, exc_info=exc)
+        if rep is not None:  # subscribers learn it too, once
+            self._to_sinks(StreamEvent(stream_id, StreamState.DEGRADED, f"stage {name!r} failed: {what}"))
+
+    def _deliver(self, batch: Batch) -> None:
+        host = batch.scratch.get("host")
+        for sink, name in zip(self.sinks, self.sink_names):
+            view = batch
+            if Pixels(getattr(sink, "pixels", Pixels.NONE)) is Pixels.HOST:
+                host = host if host is not None else batch.with_frames(self.backend.host_frames(batch.frames))
+                view = host
+            self._sink_call(sink, name, sink.write, view)
+        messages, self._batch_messages = self._batch_messages, []
+        for msg in messages:
+            self._to_sinks(msg)
+
+    def _account(self, batch: Batch, stage_s: float) -> None:
+        now = time.monotonic()
+        for f in batch.frames:
+            self._latencies.append(now - f.decoded_at)
+            self.report.streams[f.stream_id].frames_analysed += 1
+        self.report.batches += 1
+        self.report.frames += len(batch.frames)
+        if self.metrics is not None:
+            self.metrics.batch_done(batch.frames, stage_s, batch.scratch.get("seconds", {}))
+
+    # -- events and messages --
     def _on_event(self, ev: StreamEvent) -> None:
         rep = self.report.streams[ev.stream_id]
         rep.state, rep.reason = ev.state.value, ev.reason
-        if ev.state is StreamState.CONNECTED:
-            self._publish_metadata(ev.stream_id, ev.info)
-        final = self.analytics.finish(ev.stream_id) if self.analytics is not None and ev.end_of_stream else None
-        if self.publisher is None:
-            return
-        if final is not None:
-            self.publisher.publish(Kind.BRAND_EXPOSURE, ev.stream_id, final)
-        self.publisher.publish(Kind.STATUS, ev.stream_id,
-                               {"stream_id": ev.stream_id, "state": ev.state.value, "reason": ev.reason,
-                                "time_ns": time.time_ns(), **ev.info})
         if ev.end_of_stream:
-            self.publisher.publish(Kind.END_OF_STREAM, ev.stream_id,
-                                   {"stream_id": ev.stream_id, "state": ev.state.value, "reason": ev.reason,
-                                    "frames_analysed": rep.frames_analysed, **ev.info})
+            # What the sinks were handed, not what the source queued (live drops happen between).
+            ev.info["frames_analysed"] = rep.frames_analysed
+            for stage, name in zip(self.stages, self.stage_names):
+                try:
+                    stage.on_stream_end(ev.stream_id)
+                except Exception as exc:  # the stream's end still goes out, to every sink
+                    log.error("stage %r failed at the end of stream %s: %s: %s", name, ev.stream_id,
+                              type(exc).__name__, exc)
+        self._to_sinks(ev)
 
-    def _publish_metadata(self, stream_id: str, source_info: dict[str, Any]) -> None:
-        if self.publisher is None:
-            return
-        self.publisher.publish(Kind.METADATA, stream_id, {
-            "stream_id": stream_id, "pipeline": self.spec.name, "classes": self.output_classes,
-            "attributes": self.attribute_labels, "source": source_info})
+    def _emit(self, stage: str, kind: str, stream_id: str, body: dict[str, Any]) -> None:
+        check_stage_kind(kind)
+        msg = StageMessage(stage, kind, stream_id, body)
+        if self._in_batch:
+            self._batch_messages.append(msg)  # after the batch's results
+        else:
+            self._to_sinks(msg)
 
+    def _to_sinks(self, event: Event) -> None:
+        for sink, name in zip(self.sinks, self.sink_names):
+            self._sink_call(sink, name, sink.on_event, event)
+
+    def _sink_call(self, sink: Sink, name: str, fn: Callable[[Any], None], arg: Any) -> None:
+        try:
+            fn(arg)
+        except Exception as exc:  # one sink's fault (a full disk, a database down) stops nothing else
+            counts = self.report.sinks.setdefault(name, {})
+            counts["errors"] = counts.get("errors", 0) + 1
+            if ("sink", name) not in self._failures.seen:
+                self._failures.seen.add(("sink", name))
+                log.error("sink %r failed: %s: %s; the other sinks and the streams go on (its later failures are "
+                          "counted in the run report)", name, type(exc).__name__, str(exc).splitlines()[0][:200]
+                          if str(exc) else "")
+                log.debug("sink %r: traceback", name, exc_info=exc)
+
+    def _add_section(self, name: str, section: ReportSection) -> None:
+        self.report.sections[name] = section
+
+    # -- the end --
     def _finish(self, elapsed: float) -> None:
         rep = self.report
         rep.elapsed_s = round(elapsed, 3)
         rep.interrupted = self._interrupted
         for src in self.sources:
-            s = rep.streams[src.spec.id]
+            s = rep.streams[src.stream_id]
             s.frames_decoded = src.stats.decoded
-            s.frames_dropped = src.queue.dropped
+            s.frames_dropped = self.queues[src.stream_id].dropped
             s.decode_errors = src.stats.decode_errors
             s.decoder_recreations = src.stats.decoder_recreations
             s.reconnects = src.stats.reconnects
@@ -396,25 +548,75 @@ class Pipeline:
         if self._latencies:
             lat = np.asarray(self._latencies) * 1000
             rep.latency_ms = {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)}
-        if self.publisher is not None:
-            rep.messages_sent, rep.messages_dropped = self.publisher.sent, self.publisher.dropped
-            self.publisher.close()
-            self.publisher = None
-        for stage in self.stages:  # threads of stages (the brand stage's background text reader)
-            close = getattr(stage, "close", None)
-            if close is not None:
-                close()
-        for engine in [self.detector, *(st.engine for st in self.classifiers)]:
-            engine.close()
+        self._close_stages()  # stages first: their last messages and report sections still reach the sinks
+        for sink, name in zip(self.sinks, self.sink_names):
+            _quietly(sink.close, f"closing sink {name!r}")
+            counts = rep.sinks.setdefault(name, {})
+            counts["sent"] = int(getattr(sink, "sent", 0))
+            counts["dropped"] = int(getattr(sink, "dropped", 0))
+            counts.setdefault("errors", 0)
+        rep.messages_sent = sum(c["sent"] for c in rep.sinks.values())
+        rep.messages_dropped = sum(c["dropped"] for c in rep.sinks.values())
         self.backend.close()
-        bi = self.spec.brand_impact
-        if self.analytics is not None and bi is not None and bi.report_dir is not None:
-            from vidinfer.analytics.report import write_report
 
-            rep.brand_report, files = write_report(self.analytics, self.spec.name, bi.report_dir)
-            rep.report_files = [str(f) for f in files]
+    def _close_stages(self) -> None:
+        for stage, name in zip(self.stages, self.stage_names):
+            _quietly(stage.close, f"closing stage {name!r}")
 
     def streams_progress(self) -> Sequence[tuple[str, int, int, str]]:
         """(stream id, frames decoded, frames analysed, state) per stream, safe to call from any thread."""
-        return [(src.spec.id, src.stats.decoded, self.report.streams[src.spec.id].frames_analysed,
-                 self.report.streams[src.spec.id].state) for src in self.sources]
+        return [(src.stream_id, src.stats.decoded, self.report.streams[src.stream_id].frames_analysed,
+                 self.report.streams[src.stream_id].state) for src in self.sources]
+
+    def stage(self, name: str) -> Stage:
+        """The stage of that name."""
+        try:
+            return self.stages[self.stage_names.index(name)]
+        except ValueError:
+            raise KeyError(f"this pipeline has no stage {name!r} (its stages: {self.stage_names})") from None
+
+
+def _stream_id(item: Any) -> str:
+    return item.id if isinstance(item, StreamSpec) else item.stream_id
+
+
+def _is_stage(obj: Any) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in ("open", "on_stream_end", "close")) and callable(obj)
+
+
+def _kind(stage: Any) -> str:
+    kind = getattr(type(stage), "type", "")
+    return kind if isinstance(kind, str) and kind else ("function" if isinstance(stage, FunctionStage)
+                                                        else type(stage).__name__)
+
+
+def _unique_names(items: Iterable[Any], what: str) -> list[str]:
+    """Each item's name: its own, else its default; defaults repeated get -2, -3, ... Given
+    names must be unique."""
+    names: list[str] = []
+    given: set[str] = set()
+    for item in items:
+        own = getattr(item, "name", None)
+        if own:
+            if own in given:
+                raise ConfigError(f"{what} name {own!r} is used twice; give every {what} its own name")
+            given.add(own)
+    for item in items:
+        own = getattr(item, "name", None)
+        if own:
+            names.append(own)
+            continue
+        default_name = getattr(item, "default_name", None)
+        base = default_name() if callable(default_name) else (getattr(type(item), "type", "") or type(item).__name__)
+        name, k = base, 2
+        while name in given or name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _quietly(fn: Callable[[], Any], what: str) -> None:
+    try:
+        fn()
+    except Exception as exc:
+        log.error("%s failed: %s: %s", what, type(exc).__name__, exc)

@@ -13,7 +13,6 @@ machine's CPU, all measured in one run.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +21,20 @@ from typing import Any
 import numpy as np
 
 from vidinfer.batching import Batcher
-from vidinfer.config import PipelineSpec
+from vidinfer.config import PipelineConfig
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.evaluation import mean_ap
 from vidinfer.frame import Frame
 from vidinfer.models.yolo import YoloAdapter
 from vidinfer.preprocess.letterbox import fill_batch_slot
+from vidinfer.sources.base import DecodeHints
 from vidinfer.sources.pyav import PyAVSource
+from vidinfer.stages.detect import Detect
 
 __all__ = ["pipeline_frames", "quantize_int8", "convert_fp16", "compare_precisions", "PrecisionResult"]
 
 
-def pipeline_frames(spec: PipelineSpec, input_size: tuple[int, int], per_stream: int = 16,
+def pipeline_frames(spec: PipelineConfig, input_size: tuple[int, int], per_stream: int = 16,
                     sample_fps: float = 2.0) -> list[Frame]:
     """Frames of the pipeline's streams, prepared exactly as the pipeline prepares them."""
     frames: list[Frame] = []
@@ -41,13 +42,12 @@ def pipeline_frames(spec: PipelineSpec, input_size: tuple[int, int], per_stream:
         s = stream.model_copy(update={"sample_fps": sample_fps, "loop": False, "realtime": False,
                                       "keyframes_only": False})
         batcher = Batcher(per_stream, 0)
-        stop = threading.Event()
-        source = PyAVSource(s, input_size, batcher.add_stream(s.id, per_stream, False), stop)
-        source.start()
+        source = PyAVSource(s)
+        source.start(batcher.add_stream(s.id, per_stream, False), DecodeHints(size=input_size))
         got: list[Frame] = []
         while len(got) < per_stream and (batch := batcher.next_batch()) is not None:
             got += batch.frames
-        stop.set()
+        source.stop()
         batcher.stop()
         source.join(5)
         frames += got[:per_stream]
@@ -65,8 +65,13 @@ def _tensor(frames: list[Frame], input_size: tuple[int, int], dtype: Any = np.fl
 def quantize_int8(model: Path, out: Path, calibration: np.ndarray, per_channel: bool = True) -> Path:
     """Write an INT8 QDQ copy of ``model`` calibrated on ``calibration`` (N, 3, H, W) float32."""
     import onnxruntime as ort
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     name = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].name
@@ -118,10 +123,10 @@ class PrecisionResult:
     speedup_vs_fp32: float
 
 
-def compare_precisions(models: dict[str, Path], frames: list[Frame], spec: PipelineSpec, batch_size: int,
+def compare_precisions(models: dict[str, Path], frames: list[Frame], det: Detect, batch_size: int,
                        repeats: int = 3) -> list[PrecisionResult]:
-    """Run every model on the same frames; FP32 (the first entry) is the reference."""
-    det = spec.detector
+    """Run every model on the same frames with ``det``'s post-processing; FP32 (the first entry) is
+    the reference."""
     classes = det.class_names()
     engines = {k: OnnxRuntimeEngine(p, det.input_size, det.intra_op_threads) for k, p in models.items()}
     inp = next(iter(engines.values())).input

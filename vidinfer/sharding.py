@@ -25,11 +25,11 @@ import hashlib
 import os
 import re
 import socket
-from typing import Mapping, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from vidinfer.errors import ConfigError
 
-__all__ = ["shard_of", "select_streams", "apply_shard", "resolve_shard", "ordinal_from_hostname", "ENV_INDEX", "ENV_COUNT"]
+__all__ = ["shard_of", "select_streams", "resolve_shard", "ordinal_from_hostname", "ENV_INDEX", "ENV_COUNT"]
 
 ENV_INDEX = "VIDINFER_SHARD_INDEX"
 ENV_COUNT = "VIDINFER_SHARD_COUNT"
@@ -50,9 +50,10 @@ def shard_of(stream_id: str, count: int) -> int:
     return max(range(count), key=lambda i: (_weight(stream_id, i), i))
 
 
-def select_streams(streams: Sequence[T], index: int, count: int) -> list[T]:
-    """The streams (anything with an ``id``) that shard ``index`` of ``count`` analyses, in order."""
-    return [s for s in streams if shard_of(s.id, count) == index]  # type: ignore[attr-defined]
+def select_streams(streams: Sequence[T], index: int, count: int,
+                   key: Callable[[T], str] = lambda s: s.id) -> list[T]:  # type: ignore[attr-defined]
+    """The streams (whose ``key`` is the stream id) that shard ``index`` of ``count`` analyses, in order."""
+    return [s for s in streams if shard_of(key(s), count) == index]
 
 
 def ordinal_from_hostname(hostname: str | None = None) -> int:
@@ -120,20 +121,3 @@ def resolve_shard(file_shard: tuple[int, int] | None, index: str | int | None = 
         raise ConfigError(f"shard index {i} ({index_from}) is out of range for {n} shards ({count_from}); "
                           f"use an index from 0 to {n - 1}")
     return i, n
-
-
-def apply_shard(spec: T) -> T:
-    """``spec`` (a `PipelineSpec`) with only its shard's streams; unchanged when it has no ``shard``.
-
-    Idempotent: a stream's shard depends only on its id and the count, so applying twice is harmless.
-    """
-    shard = getattr(spec, "shard", None)
-    if shard is None:
-        return spec
-    mine = select_streams(spec.streams, shard.index, shard.count)  # type: ignore[attr-defined]
-    import logging
-
-    logging.getLogger(__name__).info(
-        "shard %d of %d: %d of %d streams (%s)", shard.index, shard.count, len(mine),
-        len(spec.streams), ", ".join(s.id for s in mine) or "none: idle until stopped")  # type: ignore[attr-defined]
-    return spec.model_copy(update={"streams": mine})  # type: ignore[attr-defined]

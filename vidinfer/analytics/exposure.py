@@ -25,7 +25,7 @@ import numpy as np
 
 from vidinfer.detections import Detections
 
-__all__ = ["BrandExposure", "ExposureAnalytics", "POSITION_WEIGHTS", "GRID_NAMES"]
+__all__ = ["StreamExposure", "ExposureAnalytics", "POSITION_WEIGHTS", "GRID_NAMES"]
 
 POSITION_WEIGHTS = np.array([0.6, 0.8, 0.6, 0.8, 1.0, 0.8, 0.6, 0.8, 0.6])
 GRID_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
@@ -44,7 +44,7 @@ class _Frame:
 
 
 @dataclass
-class BrandExposure:
+class StreamExposure:
     """Running exposure figures of every brand on one stream."""
 
     brands: list[str]
@@ -179,13 +179,13 @@ class ExposureAnalytics:
         self.publish_interval_ns = int(publish_interval_s * 1e9)
         self.min_track_frames = min_track_frames
         self.reference_share = reference_share
-        self.streams: dict[str, BrandExposure] = {}
+        self.streams: dict[str, StreamExposure] = {}
         self._next_publish: dict[str, int] = {}
 
-    def stream(self, stream_id: str) -> BrandExposure:
+    def stream(self, stream_id: str) -> StreamExposure:
         exp = self.streams.get(stream_id)
         if exp is None:
-            exp = self.streams[stream_id] = BrandExposure(self.brands, self.min_track_frames, self.reference_share)
+            exp = self.streams[stream_id] = StreamExposure(self.brands, self.min_track_frames, self.reference_share)
         return exp
 
     def add(self, stream_id: str, pts_ns: int, width: int, height: int, det: Detections,

@@ -14,10 +14,11 @@ __all__ = ["build_report", "write_report", "exposure_table"]
 
 def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
     """Per stream and brand figures, plus totals per brand over all streams."""
-    streams = {sid: {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary(),
-                     "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
-                                     for i, name in enumerate(analytics.brands)}}
-               for sid, exp in analytics.streams.items()}
+    streams: dict[str, dict[str, Any]] = {}
+    for sid, exp in analytics.streams.items():
+        streams[sid] = {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary(),
+                        "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
+                                        for i, name in enumerate(analytics.brands)}}
     totals = []
     for i, name in enumerate(analytics.brands):
         rows = [s["brands"][i] for s in streams.values()]
@@ -69,7 +70,7 @@ def _chart(analytics: ExposureAnalytics, path: Path) -> None:
     for ax, (sid, exp) in zip(axes[:, 0], streams):
         for i, spans in enumerate(exp.spans):
             ax.broken_barh([(a, b - a) for a, b in spans], (i - 0.35, 0.7), color=colours(i % 10))
-        for i, name in enumerate(names):
+        for i in range(len(names)):
             ax.text(1.005, i, f"{exp.visible_s[i]:.1f} s", transform=ax.get_yaxis_transform(), va="center",
                     fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidinfer.batching import StreamQueue
 from vidinfer.config import StreamSpec
 from vidinfer.devices import DevicePlan
 from vidinfer.engines.base import ImageInput
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.frame import Frame
 from vidinfer.models.classifier import host_crops
-from vidinfer.preprocess.letterbox import fill_batch_slot
-from vidinfer.sources.pyav import PyAVSource
+from vidinfer.preprocess.letterbox import Letterbox, fill_batch_slot
+from vidinfer.sources.pyav import PyAVSource, scaled_rgb
 
-__all__ = ["CpuBackend", "DoneRun"]
+__all__ = ["CpuBackend", "DoneRun", "detector_image"]
+
+
+def detector_image(frame: Frame, box: Letterbox) -> np.ndarray:
+    """The frame resized to ``box`` as HxWx3 uint8 RGB: the decoder's own resize when it was made
+    for this box (the first detector's input), else one swscale pass from the full frame."""
+    if box == frame.letterbox:
+        return np.asarray(frame.image)
+    if frame.source is None:
+        raise RuntimeError(f"stream {frame.stream_id}: a detector with another input size needs the full-resolution "
+                           "frame; its stage must call ctx.need_full_frames() in open()")
+    return scaled_rgb(frame.source, box.new_w, box.new_h)
 
 
 class DoneRun:
@@ -40,9 +49,8 @@ class CpuBackend:
     def __init__(self, plan: DevicePlan):
         self.plan = plan
 
-    def make_source(self, spec: StreamSpec, input_size: tuple[int, int], queue: StreamQueue,
-                    stop: threading.Event, decode_threads: int, keep_source: bool) -> PyAVSource:
-        return PyAVSource(spec, input_size, queue, stop, decode_threads, keep_source=keep_source)
+    def make_source(self, spec: StreamSpec) -> PyAVSource:
+        return PyAVSource(spec)
 
     def make_engine(self, path: Path, input_size: tuple[int, int] | None, threads: int, role: str,
                     max_batch: int) -> OnnxRuntimeEngine:
@@ -51,9 +59,9 @@ class CpuBackend:
     def new_batch(self, inp: ImageInput, slots: int) -> np.ndarray:
         return np.empty((slots, 3, inp.height, inp.width), inp.dtype)
 
-    def launch(self, engine: Any, batch: np.ndarray, frames: Sequence[Frame]) -> DoneRun:
-        for i, f in enumerate(frames):
-            fill_batch_slot(batch, i, f.image, f.letterbox)
+    def launch(self, engine: Any, batch: np.ndarray, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> DoneRun:
+        for i, (f, box) in enumerate(zip(frames, boxes)):
+            fill_batch_slot(batch, i, detector_image(f, box), box)
         return DoneRun(engine.run(batch[: engine.input.padded_size(len(frames))]))
 
     def host_frames(self, frames: Sequence[Frame]) -> Sequence[Frame]:

@@ -21,18 +21,20 @@ Streams and ordering:
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vidinfer._xp import to_numpy
-from vidinfer.batching import StreamQueue
 from vidinfer.config import GpuSpec, StreamSpec
 from vidinfer.devices import DevicePlan
 from vidinfer.engines.base import ImageInput
-from vidinfer.frame import Frame
+from vidinfer.frame import DeviceNV12, Frame
+from vidinfer.models.classifier import host_crops
 from vidinfer.preprocess.gpu import crop_resize_nv12, letterbox_nv12_into
+from vidinfer.preprocess.letterbox import Letterbox, fill_batch_slot
 from vidinfer.sources.nvdec import NvdecDecoding
 from vidinfer.sources.pyav import INTERPOLATION, PyAVSource
 
@@ -70,11 +72,10 @@ class GpuBackend:
         cupy.cuda.Device(self.gpu).use()
         self.stream = cupy.cuda.Stream(non_blocking=True)  # letterbox and crop kernels
 
-    def make_source(self, spec: StreamSpec, input_size: tuple[int, int], queue: StreamQueue,
-                    stop: threading.Event, decode_threads: int, keep_source: bool) -> PyAVSource:
-        # keep_source is moot: the Frame's image is the whole decoded frame, in GPU memory.
+    def make_source(self, spec: StreamSpec) -> PyAVSource:
+        # Full frames are moot here: the Frame's image is the whole decoded frame, in GPU memory.
         decoding = NvdecDecoding(self.gpu, self.plan.decoder, cupy=self.cp)
-        return PyAVSource(spec, input_size, queue, stop, decode_threads, decoding=decoding)
+        return PyAVSource(spec, decoding=decoding)
 
     def make_engine(self, path: Path, input_size: tuple[int, int] | None, threads: int, role: str,
                     max_batch: int) -> Any:
@@ -89,12 +90,21 @@ class GpuBackend:
     def new_batch(self, inp: ImageInput, slots: int) -> Any:
         return self.cp.empty((slots, 3, inp.height, inp.width), inp.dtype)
 
-    def launch(self, engine: Any, batch: Any, frames: Sequence[Frame]) -> GpuRun:
-        """Letterbox every frame into its slot, then start the detector; returns at once (TensorRT)."""
+    def launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> GpuRun:
+        """Letterbox every frame into its slot (any box: the kernel reads the whole NV12 frame),
+        then start the detector; returns at once (TensorRT)."""
         n = len(frames)
-        for i, f in enumerate(frames):
-            matrix, offsets = f.image.colour()
-            letterbox_nv12_into(batch, i, f.image.data, None, f.letterbox, matrix, offsets, stream=self.stream)
+        for i, (f, box) in enumerate(zip(frames, boxes)):
+            if isinstance(f.image, DeviceNV12):
+                matrix, offsets = f.image.colour()
+                letterbox_nv12_into(batch, i, f.image.data, None, box, matrix, offsets, stream=self.stream)
+            else:  # host pixels (an ArraySource): the CPU's resize, then one upload of the slot
+                from vidinfer.backends.cpu import detector_image
+
+                slot = np.empty((1, *batch.shape[1:]), batch.dtype)
+                fill_batch_slot(slot, 0, detector_image(f, box), box)
+                with self.stream:
+                    batch[i] = self.cp.asarray(slot[0])
         tensor = batch[: engine.input.padded_size(n)]
         if hasattr(engine, "run_async"):  # TensorRT: its stream waits for the kernels, not this thread
             outputs, event = engine.run_async(tensor, after=self.stream.record())
@@ -108,10 +118,14 @@ class GpuBackend:
         parts = []
         with self.stream:
             for f, xyxy in zip(frames, boxes):
-                if len(xyxy):
+                if not len(xyxy):
+                    continue
+                if isinstance(f.image, DeviceNV12):
                     matrix, offsets = f.image.colour()
                     parts.append(crop_resize_nv12(f.image.data, None, xyxy, out_h, out_w, matrix, offsets,
                                                   stream=self.stream))
+                else:  # host pixels (an ArraySource): crops on the CPU, uploaded
+                    parts.append(cp.asarray(host_crops([f], [xyxy], out_h, out_w, np.float32)))
             tensor = cp.ascontiguousarray(cp.concatenate(parts).astype(dtype, copy=False))
         self.stream.synchronize()  # the classifier's engine runs on its own stream
         return tensor
@@ -129,6 +143,9 @@ class GpuBackend:
         out = []
         for f in frames:
             img = f.image
+            if not isinstance(img, DeviceNV12):  # already host pixels (an ArraySource)
+                out.append(f)
+                continue
             full = av.VideoFrame.from_ndarray(to_numpy(img.data), format="nv12")
             full.colorspace = _AVCOL_SPC[img.standard]
             full.color_range = _AVCOL_RANGE[img.full_range]

@@ -16,7 +16,7 @@ __all__ = ["OnnxRuntimeEngine", "describe_model_input"]
 # VIDINFER_ORT_SPIN=1 lets ONNX Runtime's idle threads spin (its own default), for comparisons.
 ALLOW_SPINNING = os.environ.get("VIDINFER_ORT_SPIN", "0") == "1"
 
-_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
+_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16)}
 
 
 class OnnxRuntimeEngine:
@@ -122,8 +122,8 @@ def describe_model_input(inputs: list[Any], input_size: tuple[int, int] | None, 
                          "tensor(float) or tensor(float16)")
     batch, channels, height, width = (d if isinstance(d, int) and d > 0 else None for d in shape)
     if channels not in (None, 3):
-        raise ModelError(f"{what} input {inp.name!r} has {channels} channel{'s' if channels != 1 else ''} (shape {shape}); vidinfer "
-                         "expects 3 (RGB) in NCHW order")
+        raise ModelError(f"{what} input {inp.name!r} has {channels} channel{'s' if channels != 1 else ''} "
+                         f"(shape {shape}); vidinfer expects 3 (RGB) in NCHW order")
     if input_size is not None:
         want_w, want_h = input_size
         if (width is not None and width != want_w) or (height is not None and height != want_h):

@@ -70,7 +70,8 @@ def engine_cache_key(s: BuildSettings) -> str:
     return hashlib.sha256(json.dumps(s.__dict__, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def build_serialized_engine(trt: Any, onnx_path: Path, s: BuildSettings, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
+def build_serialized_engine(trt: Any, onnx_path: Path, s: BuildSettings,
+                            timing_cache: bytes = b"") -> tuple[bytes, bytes]:
     """Build a plan from ONNX with one batch profile; returns (plan, updated timing cache)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

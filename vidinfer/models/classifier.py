@@ -14,8 +14,8 @@ from vidinfer._xp import to_numpy
 from vidinfer.detections import Attribute, Detections
 from vidinfer.engines.base import Engine
 from vidinfer.errors import ModelError
-from vidinfer.models.outputs import select_output
 from vidinfer.frame import Frame
+from vidinfer.models.outputs import select_output
 from vidinfer.preprocess.crops import colour_standard, crop_resize_rgb, crop_resize_yuv420
 
 __all__ = ["ClassifierAdapter", "SecondaryClassifier", "frame_crops", "host_crops"]
@@ -151,6 +151,6 @@ def frame_crops(frame: Frame, xyxy: np.ndarray, out_h: int, out_w: int) -> Any:
     fmt = src.format.name
     if fmt not in _YUV420:
         return crop_resize_rgb(src.to_ndarray(format="rgb24"), xyxy, out_h, out_w)
-    planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in src.planes]
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in src.planes)
     standard, full = colour_standard(getattr(src, "colorspace", None), getattr(src, "color_range", None), fmt)
-    return crop_resize_yuv420(*planes, xyxy, out_h, out_w, standard=standard, full_range=full)
+    return crop_resize_yuv420(y, u, v, xyxy, out_h, out_w, standard=standard, full_range=full)

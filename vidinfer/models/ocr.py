@@ -468,7 +468,8 @@ class TextReader:
             # Reading order: rows top to bottom (by box centre), then left to right.
             if len(keep):
                 cy = (b[keep, 1] + b[keep, 3]) / 2
-                keep = keep[np.lexsort((b[keep, 0], np.round(cy / max(1.0, float(np.median(b[keep, 3] - b[keep, 1]))))))]
+                line = max(1.0, float(np.median(b[keep, 3] - b[keep, 1])))
+                keep = keep[np.lexsort((b[keep, 0], np.round(cy / line)))]
             # Strip: the padded crop sometimes yields a leading/trailing space class.
             results.append(TextResult(np.ascontiguousarray(b[keep]), sc[keep].astype(np.float32),
                                       [t[k].strip() for k in keep]))

@@ -18,8 +18,8 @@ import numpy as np
 from vidinfer._xp import array_module, to_numpy
 from vidinfer.detections import Detections
 from vidinfer.errors import ModelError
-from vidinfer.models.outputs import select_output
 from vidinfer.models.nms import batched_nms
+from vidinfer.models.outputs import select_output
 from vidinfer.preprocess.letterbox import Letterbox
 
 __all__ = ["YoloAdapter", "YoloLayout"]

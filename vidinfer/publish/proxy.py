@@ -66,6 +66,7 @@ def load_curve_server(secret_file: str | Path, clients_dir: str | Path, secret_k
     if not zmq.auth.load_certificates(str(clients_dir)):
         raise ConfigError(f"{clients_key}: folder '{clients_dir}' holds no public certificate; put each allowed "
                           f"{peers}'s .key file there ({maker} makes them)")
+    assert secret is not None  # _load_cert(need_secret=True) refused a file without one
     return CurveServer(public, secret, clients_dir)
 
 
@@ -78,6 +79,7 @@ def load_curve_client(server_public_file: str | Path, client_secret_file: str | 
     """
     server_public, _ = _load_cert(Path(server_public_file), names[0], need_secret=False)
     public, secret = _load_cert(Path(client_secret_file), names[1], need_secret=True)
+    assert secret is not None  # need_secret=True refused a file without one
     return public, secret, server_public
 
 
@@ -135,7 +137,7 @@ class Proxy:
                 sock.bind(endpoint)
             except zmq.ZMQError as exc:
                 self.close(linger=0)
-                raise PublishError(f"{flag}: cannot bind {endpoint!r} ({zmq.strerror(exc.errno)}); choose a free "
+                raise PublishError(f"{flag}: cannot bind {endpoint!r} ({zmq.strerror(exc.errno or 0)}); choose a free "
                                    "port or a valid endpoint such as tcp://*:5556") from None
         self.frontend = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.backend = self.back.getsockopt_string(zmq.LAST_ENDPOINT)

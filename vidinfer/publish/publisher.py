@@ -24,7 +24,23 @@ import zmq
 from vidinfer.errors import PublishError
 from vidinfer.publish.wire import Kind, encode_header, topic
 
-__all__ = ["Publisher"]
+__all__ = ["Framer", "Publisher"]
+
+
+class Framer:
+    """Headers of one sender: its id, its restart epoch, and a sequence number per topic."""
+
+    def __init__(self, publisher_id: str | None = None):
+        self.publisher_id = publisher_id or f"{socket.gethostname()}-{os.getpid()}"
+        # The restart epoch: a new value on every start, so subscribers tell restart from loss.
+        self.epoch = time.time_ns()
+        self._seq: dict[bytes, int] = {}
+
+    def header(self, t: bytes, kind: Kind | str) -> bytes:
+        """The next header of topic ``t``."""
+        seq = self._seq.get(t, 0)
+        self._seq[t] = seq + 1
+        return encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns())
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +57,18 @@ class Publisher:
         curve: CurveZMQ client keys (own public, own secret, server public) for a proxy that requires them.
         curve_server: a `vidinfer.publish.proxy.CurveServer` (own key pair, folder of allowed client
             certificates): subscribers must use CurveZMQ with an allowed key; others receive nothing.
-        sinks: reliable sinks (`vidinfer.publish.sinks`) that get every published message too.
     """
 
     def __init__(self, endpoint: str, publisher_id: str | None = None, sndhwm: int = 10000,
                  linger_ms: int = 1000, connect: bool = False, context: zmq.Context | None = None,
-                 curve: tuple[bytes, bytes, bytes] | None = None, curve_server: Any = None,
-                 sinks: list[Any] | None = None):
+                 curve: tuple[bytes, bytes, bytes] | None = None, curve_server: Any = None):
         self.endpoint = endpoint
-        self.publisher_id = publisher_id or f"{socket.gethostname()}-{os.getpid()}"
-        # The restart epoch: a new value on every start, so subscribers tell restart from loss.
-        self.epoch = time.time_ns()
+        self._framer = Framer(publisher_id)
+        self.publisher_id, self.epoch = self._framer.publisher_id, self._framer.epoch
         self.sent = 0
         self.dropped = 0  # messages refused at the high-water mark
         self.subscriptions = 0  # subscribe messages seen
-        self._seq: dict[bytes, int] = {}
         self._meta: dict[bytes, bytes] = {}  # meta topic -> last body, replayed to late joiners
-        self.sinks = list(sinks or [])
         self._auth: Any = None
         if curve_server is not None and context is None:
             context = zmq.Context()  # its own context: the ZAP authenticator then guards only this socket
@@ -86,27 +97,23 @@ class Publisher:
             self._sock.close(0)
             self._stop_auth()
             verb = "connect to" if connect else "bind"
-            raise PublishError(f"cannot {verb} publish endpoint {endpoint!r} ({zmq.strerror(exc.errno)}); "
+            raise PublishError(f"cannot {verb} publish endpoint {endpoint!r} ({zmq.strerror(exc.errno or 0)}); "
                                "choose a free port or a valid endpoint such as tcp://127.0.0.1:5555") from None
         self.bound_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if not connect else endpoint
 
     # -- sending --
-    def publish(self, kind: Kind, stream_id: str, body: bytes | dict[str, Any]) -> bool:
+    def publish(self, kind: Kind | str, stream_id: str, body: bytes | dict[str, Any]) -> bool:
         """Send one message; False when it was dropped at the high-water mark."""
         self._poll_subscriptions()
         raw = body if isinstance(body, bytes) else msgpack.packb(body)
         t = topic(kind, stream_id)
-        if kind is Kind.METADATA:
+        if kind == Kind.METADATA:
             self._meta[t] = raw
-        return self._send(t, kind, raw, to_sinks=True)
+        return self._send(t, kind, raw)
 
-    def _send(self, t: bytes, kind: Kind, raw: bytes, to_sinks: bool = False) -> bool:
-        seq = self._seq.get(t, 0)
-        self._seq[t] = seq + 1  # a dropped message still uses its number: the gap shows the loss
-        header = encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns())
-        if to_sinks:  # replays of metadata to late subscribers are not new messages: sinks get each once
-            for sink in self.sinks:
-                sink.write(t, header, raw)
+    def _send(self, t: bytes, kind: Kind | str, raw: bytes) -> bool:
+        # A dropped message still uses its number: the gap shows the loss.
+        header = self._framer.header(t, kind)
         try:
             self._sock.send_multipart([t, header, raw], flags=zmq.DONTWAIT, copy=False)
         except zmq.Again:
@@ -147,8 +154,6 @@ class Publisher:
 
     def close(self) -> None:
         self._sock.close()
-        for sink in self.sinks:
-            sink.close()
         self._stop_auth()
 
     def _stop_auth(self) -> None:

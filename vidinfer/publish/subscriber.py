@@ -44,11 +44,18 @@ class Message:
     def seq(self) -> int:
         return self.header["seq"]
 
-    def detections(self) -> Detections:
-        """The body of a detections message as `Detections`."""
+    def detections(self, layer: str | None = None) -> Detections:
+        """The rows of a detections message as `Detections`: the body's own (the publisher's
+        first layer), or those of one of the further ``layers`` it carries (wire format 1.1)."""
         if self.kind != "detections":
             raise ValueError(f"a {self.kind} message carries no detections")
-        return body_to_detections(self.body)
+        if layer is None:
+            return body_to_detections(self.body)
+        layers = self.body.get("layers", {})
+        if layer not in layers:
+            raise KeyError(f"this message carries no layer {layer!r} (it has: {sorted(layers) or 'none'}); "
+                           "list it in the sink's layers")
+        return body_to_detections(layers[layer])
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: arrays become lists (boxes as [[x1, y1, x2, y2], ...])."""

@@ -1,4 +1,4 @@
-"""The wire format, version 1.0 (docs/wire-format.md is the specification; keep them in step).
+"""The wire format, version 1.1 (docs/wire-format.md is the specification; keep them in step).
 
 Every message is three ZeroMQ frames ``[topic, header, body]``:
 
@@ -6,6 +6,10 @@ Every message is three ZeroMQ frames ``[topic, header, body]``:
   stream from matching another (``det.cam-1.`` never matches ``det.cam-10.``).
 * header: msgpack array ``[major, minor, kind, publisher_id, epoch, seq, emit_ns]``.
 * body: msgpack map, by kind. Columns of detections are little-endian binary arrays.
+
+1.1 appended to 1.0: the ``layers`` map of a detections body (further layers of the same frame)
+and of a metadata body (their class lists), and kinds defined by stages (``ctx.emit``), each on
+the topic named by its kind.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import numpy as np
 from vidinfer.detections import Attribute, Detections
 
 __all__ = ["SCHEMA_VERSION", "Kind", "TOPIC_PREFIX", "topic", "encode_header", "decode_header",
-           "detections_body", "decode_body", "STREAM_ID_PATTERN"]
+           "detections_body", "decode_body", "STREAM_ID_PATTERN", "STAGE_KIND_PATTERN", "check_stage_kind",
+           "valid_stream_id"]
 
-SCHEMA_VERSION = (1, 0)
+SCHEMA_VERSION = (1, 1)
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_\-:]{1,128}$"  # no dots: the dot terminates a topic
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
 
@@ -42,15 +47,47 @@ class Kind(str, Enum):
 TOPIC_PREFIX = {Kind.DETECTIONS: "det", Kind.END_OF_STREAM: "det", Kind.STATUS: "status",
                 Kind.METADATA: "meta", Kind.BRAND_EXPOSURE: "brand"}
 
+# Kinds a stage defines for its own messages (`StageContext.emit`) travel on the topic
+# ``<kind>.<stream_id>.``; they must not be taken for the pipeline's own.
+STAGE_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
+_STAGE_KIND = re.compile(STAGE_KIND_PATTERN)
+_RESERVED = {Kind.DETECTIONS.value, Kind.END_OF_STREAM.value, Kind.STATUS.value, Kind.METADATA.value,
+             *TOPIC_PREFIX.values()} - {Kind.BRAND_EXPOSURE.value, "brand"}
 
-def topic(kind: Kind, stream_id: str) -> bytes:
+
+def check_stage_kind(kind: str) -> str:
+    """``kind`` if a stage may emit messages of that kind; else ValueError saying why."""
+    if not _STAGE_KIND.match(kind):
+        raise ValueError(f"message kind {kind!r} must match {STAGE_KIND_PATTERN} (lower-case letters, digits, '_')")
+    if kind in _RESERVED:
+        raise ValueError(f"message kind {kind!r} is the pipeline's own; give your stage's messages another kind")
+    return kind
+
+
+def topic_prefix(kind: Kind | str) -> str:
+    """The topic prefix of a kind: the table above, else the stage-defined kind itself."""
+    if isinstance(kind, Kind):
+        return TOPIC_PREFIX[kind]
+    try:
+        return TOPIC_PREFIX[Kind(kind)]
+    except ValueError:
+        return kind
+
+
+def valid_stream_id(stream_id: str) -> bool:
+    """Whether ``stream_id`` can name a stream on the wire (`STREAM_ID_PATTERN`)."""
+    return bool(_STREAM_ID.match(stream_id))
+
+
+def topic(kind: Kind | str, stream_id: str) -> bytes:
     if not _STREAM_ID.match(stream_id):
         raise ValueError(f"stream id {stream_id!r} must match {STREAM_ID_PATTERN}")
-    return f"{TOPIC_PREFIX[kind]}.{stream_id}.".encode("ascii")
+    return f"{topic_prefix(kind)}.{stream_id}.".encode("ascii")
 
 
-def encode_header(kind: Kind, publisher_id: str, epoch: int, seq: int, emit_ns: int) -> bytes:
-    return msgpack.packb([SCHEMA_VERSION[0], SCHEMA_VERSION[1], kind.value, publisher_id, epoch, seq, emit_ns])
+def encode_header(kind: Kind | str, publisher_id: str, epoch: int, seq: int, emit_ns: int) -> bytes:
+    name = kind.value if isinstance(kind, Kind) else kind
+    return msgpack.packb([SCHEMA_VERSION[0], SCHEMA_VERSION[1], name, publisher_id, epoch, seq, emit_ns])
 
 
 def decode_header(raw: bytes) -> dict[str, Any]:
@@ -66,13 +103,25 @@ def decode_header(raw: bytes) -> dict[str, Any]:
     return header
 
 
+def _columns(det: Detections, tracked: bool) -> dict[str, Any]:
+    """One layer's rows as raw little-endian columns: no per-box work."""
+    return {
+        "count": len(det),
+        "xyxy": det.xyxy.astype("<f4").tobytes(),
+        "score": det.score.astype("<f4").tobytes(),
+        "class_id": det.class_id.astype("<i4").tobytes(),
+        "track_id": det.track_id.astype("<i8").tobytes() if tracked else None,
+        "attributes": {name: [a.label_id.astype("<i4").tobytes(), a.score.astype("<f4").tobytes()]
+                       for name, a in det.attributes.items()},
+    }
+
+
 def detections_body(stream_id: str, frame_no: int, pts_ns: int, capture_ns: int, width: int,
                     height: int, det: Detections, discontinuity: bool = False,
-                    tracked: bool = False) -> bytes:
-    """Encode one frame's detections. Columns go out as raw little-endian bytes: no per-box work."""
-    attrs = {name: [a.label_id.astype("<i4").tobytes(), a.score.astype("<f4").tobytes()]
-             for name, a in det.attributes.items()}
-    return msgpack.packb({
+                    tracked: bool = False, layers: dict[str, tuple[Detections, bool]] | None = None) -> bytes:
+    """Encode one frame's detections: ``det`` in the body's own columns, and (1.1) further layers
+    of the same frame under ``layers`` (name -> (rows, tracked)) when given."""
+    body: dict[str, Any] = {
         "stream_id": stream_id,
         "frame_no": frame_no,
         "pts_ns": pts_ns,
@@ -80,31 +129,38 @@ def detections_body(stream_id: str, frame_no: int, pts_ns: int, capture_ns: int,
         "width": width,
         "height": height,
         "discontinuity": discontinuity,
-        "count": len(det),
-        "xyxy": det.xyxy.astype("<f4").tobytes(),
-        "score": det.score.astype("<f4").tobytes(),
-        "class_id": det.class_id.astype("<i4").tobytes(),
-        "track_id": det.track_id.astype("<i8").tobytes() if tracked else None,
-        "attributes": attrs,
-    })
+        **_columns(det, tracked),
+    }
+    if layers:
+        body["layers"] = {name: _columns(rows, t) for name, (rows, t) in layers.items()}
+    return msgpack.packb(body)
+
+
+def _decode_columns(cols: dict[str, Any]) -> None:
+    n = cols["count"]
+    cols["xyxy"] = np.frombuffer(cols["xyxy"], "<f4").reshape(n, 4)
+    cols["score"] = np.frombuffer(cols["score"], "<f4")
+    cols["class_id"] = np.frombuffer(cols["class_id"], "<i4")
+    if cols.get("track_id") is not None:
+        cols["track_id"] = np.frombuffer(cols["track_id"], "<i8")
+    cols["attributes"] = {name: (np.frombuffer(lab, "<i4"), np.frombuffer(sc, "<f4"))
+                          for name, (lab, sc) in cols.get("attributes", {}).items()}
 
 
 def decode_body(kind: str, raw: bytes) -> dict[str, Any]:
     """Decode a body; detection columns become NumPy arrays (zero-copy views of the message)."""
     body = msgpack.unpackb(raw)
     if kind == Kind.DETECTIONS.value:
-        n = body["count"]
-        body["xyxy"] = np.frombuffer(body["xyxy"], "<f4").reshape(n, 4)
-        body["score"] = np.frombuffer(body["score"], "<f4")
-        body["class_id"] = np.frombuffer(body["class_id"], "<i4")
-        if body.get("track_id") is not None:
-            body["track_id"] = np.frombuffer(body["track_id"], "<i8")
-        body["attributes"] = {name: (np.frombuffer(lab, "<i4"), np.frombuffer(sc, "<f4"))
-                              for name, (lab, sc) in body.get("attributes", {}).items()}
+        _decode_columns(body)
+        for cols in body.get("layers", {}).values():
+            _decode_columns(cols)
     return body
 
 
 def body_to_detections(body: dict[str, Any]) -> Detections:
-    """The `Detections` of a decoded detections body."""
+    """The `Detections` of a decoded detections body (or of one of its ``layers``)."""
     attrs = {name: Attribute(lab, sc) for name, (lab, sc) in body["attributes"].items()}
-    return Detections(body["xyxy"], body["score"], body["class_id"], body.get("track_id"), attrs)
+    track = body.get("track_id")
+    n = len(body["class_id"])
+    return Detections(body["xyxy"], body["score"], body["class_id"],
+                      track if track is not None else np.full(n, -1, np.int64), attrs)

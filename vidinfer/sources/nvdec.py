@@ -57,7 +57,7 @@ def _gpu_modules(module: str, what: str, nvc: Any, cupy: Any) -> tuple[Any, Any]
         except Exception as exc:
             raise RuntimeError(f"{what} is not available: {str(exc).splitlines()[0][:160]}") from None
     if cupy is None:
-        import cupy
+        cupy = importlib.import_module("cupy")
     return nvc, cupy
 
 
@@ -210,7 +210,7 @@ class NvdecDecoding:
 
     def __init__(self, gpu: int = 0, module: str = "PyNvVideoCodec", cupy: Any = None):
         if cupy is None:
-            import cupy
+            cupy = importlib.import_module("cupy")
         self._cp = cupy
         self.gpu = gpu
         self.module = module

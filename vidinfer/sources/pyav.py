@@ -10,7 +10,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,14 @@ from typing import Any
 import av
 from av.video.reformatter import Interpolation
 
-from vidinfer.batching import StreamQueue
 from vidinfer.config import StreamSpec
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.sources.base import DecodeHints, FrameQueue, SourceStats
 from vidinfer.sources.urls import redact_url
 
-__all__ = ["DecodeError", "PyAVSource", "SoftwareDecoding", "SourceStats", "UnsupportedInput"]
+__all__ = ["DecodeError", "INTERPOLATION", "PyAVSource", "SoftwareDecoding", "SourceStats", "UnsupportedInput",
+           "scaled_rgb"]
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,6 @@ log = logging.getLogger(__name__)
 # coloured objects shift by about half a pixel in x (measured on the sample clips).
 INTERPOLATION = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 BACKOFF_START_S = 1.0
-
-
-@dataclass
-class SourceStats:
-    """Counters of one stream, readable while it runs."""
-
-    decoded: int = 0  # frames out of the decoder
-    queued: int = 0  # frames selected for analysis and handed to the queue
-    decode_errors: int = 0  # packets the decoder rejected
-    decoder_recreations: int = 0  # hardware decoders re-created after an error (NVDEC)
-    reconnects: int = 0
-    state: StreamState = StreamState.CONNECTING
-    reason: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class _Stop(Exception):
@@ -106,31 +92,30 @@ class SoftwareDecoding:
 
 
 class PyAVSource:
-    """Decodes one stream on its own thread into a `StreamQueue`.
+    """Decodes one stream (a file or a network URL) on its own thread: a `Source`.
 
     Args:
         spec: the stream's options.
-        input_size: (width, height) of the detector input; frames are letterboxed into it.
-        queue: where frames and events go.
-        stop: set to stop the source (it then ends the stream with an end-of-stream event).
-        decode_threads: FFmpeg decoder threads for this stream (0: FFmpeg decides).
-        keep_source: keep the full-resolution decoded frame on each `Frame` (for crops).
         decoding: how packets become frames (default: FFmpeg's software decoder, `SoftwareDecoding`;
             the GPU backend passes `vidinfer.sources.nvdec.NvdecDecoding`).
+
+    ``start(queue, hints)`` letterboxes each frame into ``hints.size`` (the first detector's input)
+    in the decode thread and keeps the full-resolution frame when ``hints.full_frames``.
     """
 
-    def __init__(self, spec: StreamSpec, input_size: tuple[int, int], queue: StreamQueue,
-                 stop: threading.Event, decode_threads: int = 0, keep_source: bool = False,
-                 decoding: Any = None):
+    def __init__(self, spec: StreamSpec, decoding: Any = None):
         self.spec = spec
-        self.input_size = input_size
-        self.queue = queue
-        self.stop = stop
-        self.decode_threads = spec.decode_threads or decode_threads
-        self.keep_source = keep_source
-        self.decoding = decoding if decoding is not None else SoftwareDecoding(keep_source)
+        self.stream_id = spec.id
         self.live = spec.is_live
+        self.queue_size = spec.queue_size
         self.stats = SourceStats()
+        self._decoding = decoding
+        self.decoding: Any = decoding
+        self.input_size: tuple[int, int] | None = None
+        self.decode_threads = spec.decode_threads
+        self.keep_source = False
+        self.queue: FrameQueue  # given by start()
+        self._stopping = threading.Event()
         self.safe_url = redact_url(spec.url)
         self._thread = threading.Thread(target=self._run, name=f"source-{spec.id}", daemon=True)
         self._passes = 0  # complete passes over a file, for loop = N
@@ -145,8 +130,16 @@ class PyAVSource:
         self._letterbox: Letterbox | None = None
 
     # -- lifecycle --
-    def start(self) -> None:
+    def start(self, queue: FrameQueue, hints: DecodeHints) -> None:
+        self.queue = queue
+        self.input_size = hints.size
+        self.decode_threads = self.spec.decode_threads or hints.decode_threads
+        self.keep_source = hints.full_frames
+        self.decoding = self._decoding if self._decoding is not None else SoftwareDecoding(hints.full_frames)
         self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -159,7 +152,8 @@ class PyAVSource:
         self.stats.state, self.stats.reason = state, reason
         if info:
             self.stats.info.update(info)
-        log_fn = log.warning if state in (StreamState.FAILED, StreamState.RECONNECTING, StreamState.DEGRADED) else log.info
+        bad = state in (StreamState.FAILED, StreamState.RECONNECTING, StreamState.DEGRADED)
+        log_fn = log.warning if bad else log.info
         log_fn("stream %s: %s%s", self.spec.id, state.value, f" ({reason})" if reason else "")
         self.queue.put(StreamEvent(self.spec.id, state, reason, dict(info), end_of_stream=end))
 
@@ -167,7 +161,7 @@ class PyAVSource:
         attempt = 0
         final_state, final_reason = StreamState.ENDED, "end of file"
         try:
-            while not self.stop.is_set():
+            while not self._stopping.is_set():
                 opened_at = time.monotonic()
                 try:
                     container = self._open()
@@ -206,7 +200,7 @@ class PyAVSource:
                     continue
                 finally:
                     container.close()
-                if self.stop.is_set():
+                if self._stopping.is_set():
                     final_reason = "stopped"
                     break
                 if not self.live:
@@ -228,7 +222,7 @@ class PyAVSource:
         self.stats.state, self.stats.reason = final_state, final_reason
 
     def _may_reconnect(self, attempt: int) -> bool:
-        if not (self.live and self.spec.reconnect) or self.stop.is_set():
+        if not (self.live and self.spec.reconnect) or self._stopping.is_set():
             return False
         return self.spec.max_reconnects < 0 or attempt < self.spec.max_reconnects
 
@@ -240,7 +234,7 @@ class PyAVSource:
         self.stats.reconnects += 1
         self._event(StreamState.RECONNECTING, f"{reason}; retrying in {delay:.1f} s", attempt=attempt + 1)
         self._discontinuity = True
-        self.stop.wait(delay)
+        self._stopping.wait(delay)
         return attempt + 1
 
     # -- opening --
@@ -303,7 +297,7 @@ class PyAVSource:
         self._continue_timeline(rate, frame_ns)  # after a reconnect
         while True:
             for packet in container.demux(vs):
-                if self.stop.is_set():
+                if self._stopping.is_set():
                     raise _Stop
                 if self.spec.keyframes_only and packet.size and not packet.is_keyframe:
                     # The decoder would skip it anyway; don't even parse it. Its time still says
@@ -383,7 +377,7 @@ class PyAVSource:
             self._pace(pts_ns)
         box = self._letterbox
         if box is None or box.src_w != width or box.src_h != height:
-            box = self._letterbox = Letterbox.fit(width, height, *self.input_size)
+            box = self._letterbox = Letterbox.fit(width, height, *(self.input_size or (width, height)))
         image, source = self.decoding.image(f, box)
         frame = Frame(self.spec.id, frame_no, pts_ns, time.time_ns(), image, box, source=source,
                       discontinuity=self._discontinuity, decoded_at=time.monotonic())
@@ -413,8 +407,16 @@ class PyAVSource:
             return
         t0, p0 = self._pace_origin
         delay = t0 + (pts_ns - p0) / 1e9 - now
-        if delay > 0 and self.stop.wait(delay):
+        if delay > 0 and self._stopping.wait(delay):
             raise _Stop
+
+
+def scaled_rgb(source: Any, width: int, height: int) -> Any:
+    """A decoded PyAV frame or an HxWx3 uint8 RGB array, resized to width x height RGB by one
+    swscale pass with the sources' filter (`INTERPOLATION`)."""
+    if not isinstance(source, av.VideoFrame):
+        source = av.VideoFrame.from_ndarray(source, format="rgb24")
+    return source.reformat(width=width, height=height, format="rgb24", interpolation=INTERPOLATION).to_ndarray()
 
 
 def _short(exc: BaseException) -> str:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from vidinfer.config import parse_pipeline
-from vidinfer.pipeline import Pipeline
 from vidinfer.publish.subscriber import Subscriber
 
 __all__ = ["LoadResult", "run_load"]
@@ -80,17 +79,17 @@ def run_load(streams: int = 64, seconds: float = 300.0, sample_fps: float = 1.0,
     plays = max(1, math.ceil(seconds / clip_seconds))
     per_pass = math.ceil(clip_seconds * sample_fps)
     endpoint = _free_endpoint()
-    spec = parse_pipeline({
+    config = parse_pipeline({
         "name": "load",
         "max_batch_size": 16, "max_delay_ms": 50,
         "streams": [{"id": f"s{i:03d}", "url": str(REPO / clip), "realtime": True, "loop": plays,
                      "sample_fps": sample_fps, "queue_size": queue_size, "keyframes_only": keyframes_only}
                     for i in range(streams)],
-        "detector": {"model": str(REPO / "models/shapes/detector.onnx"),
-                     "labels_file": str(REPO / "models/shapes/labels.txt"), "conf_threshold": 0.5},
-        "publish": {"endpoint": endpoint, "wait_for_subscribers": 1, "sndhwm": 100000},
+        "stages": [{"type": "detect", "model": str(REPO / "models/shapes/detector.onnx"),
+                    "labels_file": str(REPO / "models/shapes/labels.txt"), "conf_threshold": 0.5}],
+        "sinks": [{"type": "zmq", "endpoint": endpoint, "wait_for_subscribers": 1, "sndhwm": 100000}],
     })
-    received: dict[str, int] = {s.id: 0 for s in spec.streams}
+    received: dict[str, int] = {s.id: 0 for s in config.streams}
     ended: set[str] = set()
     sub = Subscriber(endpoint, topics=["det."])
     done = threading.Event()
@@ -109,7 +108,7 @@ def run_load(streams: int = 64, seconds: float = 300.0, sample_fps: float = 1.0,
 
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
-    pipeline = Pipeline(spec)
+    pipeline = config.build()
     rss: list[tuple[float, float]] = []
     started = time.monotonic()
     sampler_stop = threading.Event()

@@ -180,8 +180,8 @@ def _warp_logo(rng: np.random.Generator, brand: str, side: float) -> np.ndarray:
     src = np.array([[0, 0], [_MASTER, 0], [_MASTER, _MASTER], [0, _MASTER]], np.float64)
     A, b = [], []
     for (x, y), (u, v) in zip(corners, src):
-        A.append([x, y, 1, 0, 0, 0, -u * x, -u * y]); b.append(u)
-        A.append([0, 0, 0, x, y, 1, -v * x, -v * y]); b.append(v)
+        A += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        b += [u, v]
     coeffs = np.linalg.solve(np.array(A), np.array(b))
     # Premultiplied alpha so the warp does not leak black into edges.
     arr = np.asarray(master, np.float32)

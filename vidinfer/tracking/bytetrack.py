@@ -13,16 +13,13 @@ mix: a track only matches detections of its own class.
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from vidinfer.detections import Detections
-from vidinfer.frame import Frame
-from vidinfer.tracking.cuts import ShotCuts
 
-__all__ = ["ByteTracker", "TrackerStage", "iou_matrix"]
+__all__ = ["ByteTracker", "iou_matrix"]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,35 +138,3 @@ class ByteTracker:
         self.box[tracks] = boxes
         self.last_ns[tracks] = pts_ns
         self.hits[tracks] += 1
-
-
-class TrackerStage:
-    """A pipeline stage that keeps one `ByteTracker` per stream and fills ``track_id``.
-
-    A frame flagged ``discontinuity`` (loop, seek, reconnect), or one that starts a new camera
-    shot (``detect_cuts``), resets its stream's tracks first.
-    """
-
-    def __init__(self, detect_cuts: bool = True, cuts: ShotCuts | None = None, **tracker_args: float):
-        self.tracker_args = tracker_args
-        self.detect_cuts = detect_cuts
-        self.trackers: dict[str, ByteTracker] = {}
-        self.cuts = cuts if cuts is not None else ShotCuts()  # shared with other stages by the pipeline
-
-    def __call__(self, frames: Sequence[Frame], detections: list[Detections]) -> list[Detections]:
-        out = []
-        for frame, det in zip(frames, detections):
-            sid = frame.stream_id
-            tracker = self.trackers.get(sid)
-            if tracker is None:
-                tracker = self.trackers[sid] = ByteTracker(**self.tracker_args)
-            cut = self.detect_cuts and self.cuts.is_cut(frame)
-            if frame.discontinuity or cut:
-                tracker.reset()
-            ids = tracker.update(det, frame.pts_ns)
-            out.append(Detections(det.xyxy, det.score, det.class_id, ids, det.attributes))
-        return out
-
-    def end(self, stream_id: str) -> None:
-        self.trackers.pop(stream_id, None)
-        self.cuts.end(stream_id)

@@ -10,6 +10,7 @@ moving players at most 0.08 and 15.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -46,30 +47,40 @@ class ShotCutDetector:
 
 class ShotCuts:
     """One `ShotCutDetector` per stream, shared by every stage that asks about cuts (the tracker,
-    the brand stage): each frame is compared with its stream's previous frame once, however many
-    stages ask. Stages must ask about every frame of a stream, in order."""
+    the text reader): each frame is compared with its stream's previous frame once, however many
+    stages ask, and in whatever order they ask about the frames of a batch that were already
+    compared. Each frame must first be asked about in stream order (the first stage that asks
+    does, frame by frame)."""
 
-    def __init__(self, **detector_args: float):
+    ANSWERS_KEPT = 64  # per stream: more than any batch holds of one stream
+
+    def __init__(self, **detector_args: Any):
         self.detector_args = detector_args
         self._detectors: dict[str, ShotCutDetector] = {}
-        self._last: dict[str, tuple[int, int, bool]] = {}  # stream -> (frame_no, pts_ns, answer)
+        # stream -> {(frame_no, pts_ns): answer} of its latest frames, oldest first
+        self._answers: dict[str, OrderedDict[tuple[int, int], bool]] = {}
         self.count: dict[str, int] = {}  # cuts seen per stream
 
     def is_cut(self, frame: Any) -> bool:
         """Whether ``frame`` (a `vidinfer.frame.Frame`) starts a new shot of its stream."""
         sid = frame.stream_id
-        last = self._last.get(sid)
-        if last is not None and last[:2] == (frame.frame_no, frame.pts_ns):
-            return last[2]
+        key = (frame.frame_no, frame.pts_ns)
+        answers = self._answers.get(sid)
+        if answers is not None and key in answers:
+            return answers[key]
         detector = self._detectors.get(sid)
         if detector is None:
             detector = self._detectors[sid] = ShotCutDetector(**self.detector_args)
             self.count[sid] = 0
+            answers = self._answers[sid] = OrderedDict()
+        assert answers is not None
         cut = detector.is_cut(frame.image)
         self.count[sid] += cut
-        self._last[sid] = (frame.frame_no, frame.pts_ns, cut)
+        answers[key] = cut
+        if len(answers) > self.ANSWERS_KEPT:
+            answers.popitem(last=False)
         return cut
 
     def end(self, stream_id: str) -> None:
-        for d in (self._detectors, self._last, self.count):
+        for d in (self._detectors, self._answers, self.count):
             d.pop(stream_id, None)

@@ -1,0 +1,141 @@
+"""`Detect`: a YOLO-family detector over the whole frame; its boxes become a layer.
+
+Several may run in one pipeline (a person detector and a logo detector), each with its own input
+size. The first one's input is made by the decoder (one swscale pass from the decoded frame on
+the CPU, straight into the model's letterboxed size); a later one with another size resizes from
+the full-resolution frame. On the GPU backend every detector's input is cut from the NV12 frame
+by the fused kernel, and its run starts in `prepare`, overlapping the previous batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, PositiveInt, model_validator
+
+from vidinfer.batch import Batch, Pixels
+from vidinfer.component import Component
+from vidinfer.models.yolo import YoloAdapter
+from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.stages.base import StageContext
+from vidinfer.stages.options import FileRef, ModelRef, check_labels, model_file, read_labels
+
+__all__ = ["Detect", "LAYER_NAME"]
+
+LAYER_NAME = r"^[A-Za-z0-9_\-]{1,64}$"
+
+
+class Detect(Component):
+    """A YOLO-family ONNX detector (YOLOv5, YOLOv8/YOLO11 or end-to-end layouts, found from the
+    output shape), batched across streams, with class-aware NMS over the whole batch.
+
+    Args:
+        model: the ONNX file (or a registered name such as ``logos:detector``).
+        layer: the name of the layer its boxes make (``"objects"``; ``"logo"``, ``"person"``).
+        classes / labels_file: its class names in model order (one of the two).
+        layout: ``"auto"`` or the output layout.
+        input_size: [width, height], needed only when the export has dynamic height/width.
+        conf_threshold, iou_threshold, max_detections: post-processing.
+        output: the output's name when the model has several.
+        intra_op_threads: ONNX Runtime threads (0: it decides).
+    """
+
+    type: ClassVar[str] = "detect"
+    pixels: ClassVar[Pixels] = Pixels.DEVICE
+
+    model: ModelRef
+    layer: str = Field(default="objects", pattern=LAYER_NAME)
+    classes: Optional[list[str]] = None
+    labels_file: Optional[FileRef] = None
+    layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
+    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
+    conf_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=300, ge=1)
+    output: Optional[str] = None
+    intra_op_threads: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _labels(self) -> Detect:
+        check_labels(self.classes, self.labels_file, "classes")
+        return self
+
+    def default_name(self) -> str:
+        return f"detect:{self.layer}"
+
+    def class_names(self, what: str = "detector") -> list[str]:
+        return read_labels(self.classes, self.labels_file, what)
+
+    # -- the stage --
+    def open(self, ctx: StageContext) -> None:
+        classes = self.class_names(f"stage {ctx.name!r}")
+        path = model_file(self.model, f"stage {ctx.name!r}")
+        self._engine = engine = ctx.engine(path, self.input_size, self.intra_op_threads, role="detector model")
+        self._adapter = YoloAdapter(classes, self.layout, self.conf_threshold, self.iou_threshold,
+                                    self.max_detections, self.output)
+        self._adapter.bind(engine.output_shapes, f"stage {ctx.name!r}: detector model {path.name!r}")
+        self._backend = ctx.backend
+        inp = engine.input
+        self._size = (inp.width, inp.height)
+        # The first detector's input comes letterboxed from the decoder; another size is cut
+        # from the full-resolution frame.
+        self._decoder_sized = ctx.claim_frame_size(self._size)
+        if not self._decoder_sized:
+            ctx.need_full_frames()
+        self._boxes: dict[tuple[int, int], Letterbox] = {}
+        ctx.add_layer(self.layer, classes)
+        slots = inp.padded_size(ctx.max_batch_size)
+        # Two input tensors when the backend overlaps batch k+1's preparation with batch k.
+        self._tensors = [self._backend.new_batch(inp, slots) for _ in range(2 if self._backend.pipelined else 1)]
+        self._launched = 0
+
+    @property
+    def engine(self) -> Any:
+        """The detector's engine (once open)."""
+        return self._engine
+
+    @property
+    def adapter(self) -> YoloAdapter:
+        return self._adapter
+
+    def letterboxes(self, batch: Batch) -> list[Letterbox]:
+        """Where each frame lands in this detector's input."""
+        if self._decoder_sized:
+            return [f.letterbox for f in batch.frames]
+        out = []
+        for f in batch.frames:
+            box = self._boxes.get((f.width, f.height))
+            if box is None:
+                box = self._boxes[(f.width, f.height)] = Letterbox.fit(f.width, f.height, *self._size)
+            out.append(box)
+        return out
+
+    def fill(self, batch: Batch) -> tuple[Any, list[Letterbox]]:
+        """Fill the first input tensor with the batch's frames; (the tensor as run, the letterboxes).
+        For benchmarks of the detector alone: ``engine.run(tensor)`` then ``adapter.decode``."""
+        boxes = self.letterboxes(batch)
+        self._backend.launch(self._engine, self._tensors[0], batch.frames, boxes).outputs()
+        return self._tensors[0][: self._engine.input.padded_size(len(batch.frames))], boxes
+
+    def prepare(self, batch: Batch) -> None:
+        """Fill the input and start the run (on the GPU: returns before it finishes)."""
+        batch.scratch[id(self)] = self._launch(batch)
+
+    def _launch(self, batch: Batch) -> tuple[Any, list[Letterbox]]:
+        tensor = self._tensors[self._launched % len(self._tensors)]
+        self._launched += 1
+        boxes = self.letterboxes(batch)
+        return self._backend.launch(self._engine, tensor, batch.frames, boxes), boxes
+
+    def __call__(self, batch: Batch) -> None:
+        prepared = batch.scratch.pop(id(self), None)
+        run, boxes = prepared if prepared is not None else self._launch(batch)
+        batch[self.layer] = self._adapter.decode(run.outputs(), boxes)
+
+    def on_stream_end(self, stream_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()

@@ -1,0 +1,342 @@
+"""`ReadText`: the text lines in each frame (PP-OCR: detection, orientation, recognition) as a layer.
+
+The ``"text"`` layer has one row per line: its box (source pixels), its recognition score, class 0
+(``"text"``), the recognised string in the column ``data["text"]``, and the attribute ``read``
+saying whether the line was read in this frame (label 0 ``read``) or in an earlier frame of the
+same shot and held (label 1 ``held``).
+
+Reading text is the expensive part of brand impact (a PP-OCR pass over a 1080p frame, ~130 ms on
+2 cores, costs as much as the logo detector on ~15 frames; docs/performance.md). With
+``interval_s`` a stream's text is read at most that often in stream time; in the frames between,
+the lines last read are *held*: their boxes follow the camera's pan/tilt (phase correlation of
+thumbnails, `vidinfer.tracking.motion`) and leave when their centre leaves the frame. A
+discontinuity, a camera cut, or a camera move that cannot be measured forces a new read, so held
+text never crosses a shot. What holding cannot see: a board hidden by a player or a line that
+disappears between two reads is still there until the next read (an error of at most
+``interval_s`` per change, the same as reading at that rate).
+
+With ``background`` (live feeds), reads go to a reader thread and frames go on with the held
+text, so no frame waits for OCR; a result replaces the held text when it is ready (moved from the
+frame it was read in). At a stream's start, a cut or a discontinuity nothing is held until the new
+shot's read answers, and a read of an earlier shot that answers late is dropped. A hold grown
+three intervals old (the reader thread cannot keep up) is read on the pipeline's thread:
+backpressure instead of ever older text. Results then depend on timing, which is why file jobs
+keep it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional, Union
+
+import numpy as np
+from pydantic import Field
+
+from vidinfer.batch import Batch, Pixels
+from vidinfer.component import Component
+from vidinfer.detections import Attribute, Detections
+from vidinfer.frame import Frame
+from vidinfer.stages.base import StageContext
+from vidinfer.stages.detect import LAYER_NAME
+from vidinfer.stages.options import model_file
+from vidinfer.stages.track import import_object
+from vidinfer.tracking.cuts import ShotCuts
+from vidinfer.tracking.motion import MotionEstimator
+
+__all__ = ["ReadText", "READ_LABELS", "READ", "HELD"]
+
+log = logging.getLogger(__name__)
+
+READ_LABELS = ["read", "held"]
+READ, HELD = range(2)
+_EMPTY_TEXT = np.zeros(0, dtype=object)
+
+
+@dataclass(eq=False)
+class _Lines:
+    """Text lines of one frame: boxes (source pixels), recognition scores, strings."""
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    text: np.ndarray  # object array of str
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    @classmethod
+    def empty(cls) -> _Lines:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), _EMPTY_TEXT)
+
+    @classmethod
+    def of(cls, result: Any) -> _Lines:
+        """From a reader's result for one frame (``xyxy``, ``score``, ``text``); None: nothing read."""
+        if result is None or len(result.text) == 0:
+            return cls.empty()
+        text = np.empty(len(result.text), dtype=object)
+        text[:] = list(result.text)
+        return cls(np.asarray(result.xyxy, np.float32).reshape(-1, 4), np.asarray(result.score, np.float32), text)
+
+    def moved(self, dx: float, dy: float, width: int, height: int) -> _Lines:
+        """The lines shifted by the camera's move; lines whose centre left the frame are gone."""
+        xyxy = self.xyxy + np.asarray([dx, dy, dx, dy], np.float32)
+        cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+        keep = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        xyxy = np.clip(xyxy[keep], 0, np.asarray([width, height, width, height], np.float32))
+        return _Lines(xyxy, self.score[keep], self.text[keep])
+
+    def detections(self, read: int) -> Detections:
+        n = len(self)
+        return Detections(self.xyxy, self.score, np.zeros(n, np.int32),
+                          attributes={"read": Attribute(np.full(n, read, np.int32), np.ones(n, np.float32))},
+                          data={"text": self.text})
+
+
+@dataclass(eq=False)
+class _Held:
+    """A stream's last read: when, what, and the thumbnail the camera's move is measured from."""
+
+    pts_ns: int
+    due_ns: int  # when the next read is due
+    lines: _Lines
+    thumb: np.ndarray
+
+
+class _BackgroundReader:
+    """One thread that reads text for frames whose read fell due, one job per stream at a time."""
+
+    def __init__(self, reader: Any):
+        self._reader = reader
+        self._jobs: queue.SimpleQueue[tuple[str, int, Frame, np.ndarray] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._done: dict[str, tuple[int, int, Any, np.ndarray]] = {}
+        self._thread = threading.Thread(target=self._run, name="text-reader", daemon=True)
+        self._thread.start()
+
+    def submit(self, stream_id: str, generation: int, frame: Frame, thumb: np.ndarray) -> bool:
+        """Queue a read unless one of this stream's is still running; returns whether it was queued."""
+        with self._lock:
+            if stream_id in self._busy:
+                return False
+            self._busy.add(stream_id)
+        self._jobs.put((stream_id, generation, frame, thumb))
+        return True
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._busy)
+
+    def take(self, stream_id: str, generation: int) -> tuple[int, Any, np.ndarray] | None:
+        """(pts_ns, text, thumbnail) of a finished read of this shot (``generation``), once."""
+        with self._lock:
+            done = self._done.pop(stream_id, None)
+        if done is None or done[0] != generation or done[2] is None:
+            return None  # nothing finished, a read of an earlier shot, or a failed read
+        return done[1], done[2], done[3]
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            stream_id, generation, frame, thumb = job
+            try:
+                text = self._reader([frame])[0]
+            except Exception:  # a bad frame must not stop reading for every stream
+                log.exception("stream %s: reading text failed", stream_id)
+                text = None
+            with self._lock:
+                self._busy.discard(stream_id)
+                self._done[stream_id] = (generation, frame.pts_ns, text, thumb)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5.0)
+
+
+class ReadText(Component):
+    """Reads the text in frames with PP-OCR; makes a layer of text lines.
+
+    Args:
+        layer: the layer's name.
+        det_model, cls_model, rec_model: the PP-OCR models (registered names or ONNX paths).
+        orientation: run the 0/180 degree orientation classifier.
+        limit_side: the frame's longer side for text detection.
+        min_text_height: lines shorter than this (source pixels) are not read.
+        interval_s: read each stream's text at most this often (stream seconds; 0: every frame);
+            between reads the lines read are held, moving with the camera.
+        background: with interval_s, a read that falls due runs on a reader thread.
+        reader: a text reader of your own instead of PP-OCR: called with a list of frames, it
+            returns per frame an object with ``xyxy`` (N, 4), ``score`` (N,) and ``text`` (N
+            strings); in TOML ``package.module:name`` of a factory that makes one.
+    """
+
+    type: ClassVar[str] = "read_text"
+    pixels: ClassVar[Pixels] = Pixels.HOST
+
+    layer: str = Field(default="text", pattern=LAYER_NAME)
+    det_model: str = "ppocr:det"
+    cls_model: str = "ppocr:cls"
+    orientation: bool = Field(default=True, description="run the 0/180 degree orientation classifier")
+    rec_model: str = "ppocr:rec"
+    limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
+    min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
+    interval_s: float = Field(default=0.0, ge=0, description="read each stream's text at most this often "
+                              "(stream seconds; 0: every analysed frame); between reads the lines read are "
+                              "held, moving with the camera, until the next read, a cut or a discontinuity")
+    background: bool = Field(default=False, description="with interval_s: a read that falls due runs on a "
+                             "reader thread while the frame goes on with the held text (live feeds: no frame "
+                             "waits for a due read; results then depend on timing)")
+    intra_op_threads: int = Field(default=0, ge=0)
+    reader: Optional[Union[str, Callable[..., Any]]] = Field(
+        default=None, description="a reader of your own (package.module:factory in TOML); None: PP-OCR")
+
+    # -- the stage --
+    def open(self, ctx: StageContext) -> None:
+        self._reader = self._make_reader(ctx.name)
+        self._interval_ns = int(self.interval_s * 1e9)
+        self._motion = MotionEstimator()
+        self._cuts: ShotCuts = ctx.cuts
+        self._held: dict[str, _Held] = {}
+        self._generation: dict[str, int] = {}  # per stream, +1 at each read here: older reads are stale
+        self._worker = _BackgroundReader(self._reader) if self.background and self._interval_ns else None
+        self._reads = 0  # frames whose text was read (the rest held it)
+        self._background_reads = 0  # of which read on the reader thread
+        ctx.add_layer(self.layer, ["text"], {"read": READ_LABELS})
+        ctx.need_full_frames()  # lines are read from the full-resolution frame
+
+    def _make_reader(self, name: str) -> Any:
+        what = f"stage {name!r}"
+        if self.reader is not None:
+            if isinstance(self.reader, str):
+                return import_object(self.reader, f"{what}: key 'reader'")()
+            return self.reader
+        from vidinfer.models.ocr import TextReader
+
+        det = model_file(self.det_model, f"{what}: key 'det_model'")
+        rec = model_file(self.rec_model, f"{what}: key 'rec_model'")
+        cls = model_file(self.cls_model, f"{what}: key 'cls_model'") if self.orientation else None
+        return TextReader(det_model=det, cls_model=cls, rec_model=rec, limit_side=self.limit_side,
+                          min_text_height=self.min_text_height, threads=self.intra_op_threads)
+
+    def __call__(self, batch: Batch) -> None:
+        frames = batch.frames
+        if not self._interval_ns:
+            self._reads += len(frames)
+            batch[self.layer] = [_Lines.of(r).detections(READ) for r in self._reader(frames)]
+            return
+        lines: list[_Lines | None] = [None] * len(frames)
+        sources = [HELD] * len(frames)
+        pending = list(range(len(frames)))
+        while pending:  # a later frame of a stream may hold what an earlier frame of this batch read
+            to_read: list[tuple[int, bool, np.ndarray]] = []  # (frame index, forced, thumbnail)
+            waiting: list[int] = []
+            reading: set[str] = set()
+            for i in pending:
+                sid = frames[i].stream_id
+                if sid in reading:
+                    waiting.append(i)
+                    continue
+                lines[i], forced, thumb = self._held_lines(frames[i])
+                if lines[i] is None:
+                    to_read.append((i, forced, thumb))
+                    reading.add(sid)
+            texts = self._reader([frames[i] for i, _, _ in to_read]) if to_read else []
+            for (i, forced, thumb), text in zip(to_read, texts):
+                f = frames[i]
+                read = lines[i] = _Lines.of(text)
+                sources[i] = READ
+                # A read here is newer than any still running on the reader thread: that one is stale.
+                self._generation[f.stream_id] = self._generation.get(f.stream_id, 0) + 1
+                self._held[f.stream_id] = _Held(f.pts_ns, f.pts_ns + self._hold_ns(f.stream_id, forced), read, thumb)
+            self._reads += len(to_read)
+            pending = waiting
+        batch[self.layer] = [(ln if ln is not None else _Lines.empty()).detections(src)
+                             for ln, src in zip(lines, sources)]
+
+    def _hold_ns(self, stream_id: str, forced: bool) -> int:
+        """How long a read is held. After a read the stream could not avoid (its start, a cut, a
+        discontinuity), a fraction from 1/2 to 1 that depends on the stream's id, so that streams
+        started (or looped) together spread their reads over the interval instead of all reading
+        in the same batch."""
+        if not forced:
+            return self._interval_ns
+        return int(self._interval_ns * (0.5 + 0.5 * (zlib.crc32(stream_id.encode()) % 1000) / 1000))
+
+    def _held_lines(self, frame: Frame) -> tuple[_Lines | None, bool, np.ndarray]:
+        """(the held lines moved to this frame, or None when this frame's text must be read; forced:
+        the held lines cannot be used at all (none yet, a cut, a discontinuity); the frame's thumbnail)."""
+        cut = self._cuts.is_cut(frame)  # asked for every frame, so the detector compares neighbours
+        held = self._held.get(frame.stream_id)
+        thumb = self._motion.thumbnail(frame.image)
+        if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
+            if self._worker is None:
+                return None, True, thumb
+            # Background: nothing from the last shot is held; this shot's text counts from when
+            # its read (queued below) is ready, and no frame waits for it.
+            held = self._new_shot(frame, thumb)
+        if self._worker is not None:
+            held = self._take_background_read(frame.stream_id, held)
+            if frame.pts_ns - held.pts_ns >= 3 * self._interval_ns:
+                return None, False, thumb  # the reader thread is behind: read here (backpressure)
+        elif frame.pts_ns >= held.due_ns:
+            return None, False, thumb
+        box = frame.letterbox
+        shift = self._motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
+        if shift is None:
+            if self._worker is None:
+                return None, True, thumb
+            held, shift = self._new_shot(frame, thumb), (0.0, 0.0)
+        # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
+        # converted by two threads at once.
+        if self._worker is not None and frame.pts_ns >= held.due_ns and self._worker.submit(
+                frame.stream_id, self._generation.get(frame.stream_id, 0), frame, thumb):
+            held.due_ns = frame.pts_ns + self._interval_ns  # the read in flight answers this one
+        return held.lines.moved(shift[0], shift[1], frame.width, frame.height), False, thumb
+
+    def _new_shot(self, frame: Frame, thumb: np.ndarray) -> _Held:
+        """Background mode at a cut (or the start): hold nothing, read as soon as the reader can."""
+        sid = frame.stream_id
+        self._generation[sid] = self._generation.get(sid, 0) + 1  # reads of the last shot are stale
+        held = self._held[sid] = _Held(frame.pts_ns, frame.pts_ns, _Lines.empty(), thumb)
+        return held
+
+    def _take_background_read(self, stream_id: str, held: _Held) -> _Held:
+        """A finished background read of this shot becomes the held text."""
+        assert self._worker is not None
+        done = self._worker.take(stream_id, self._generation.get(stream_id, 0))
+        if done is None:
+            return held
+        pts_ns, text, read_thumb = done
+        self._reads += 1
+        self._background_reads += 1
+        held = self._held[stream_id] = _Held(pts_ns, pts_ns + self._interval_ns, _Lines.of(text), read_thumb)
+        return held
+
+    @property
+    def reads(self) -> int:
+        """Frames whose text was read (the others held it)."""
+        return self._reads
+
+    @property
+    def background_reads(self) -> int:
+        """Of those, read on the reader thread."""
+        return self._background_reads
+
+    @property
+    def reads_in_flight(self) -> int:
+        """Reads queued or running on the reader thread."""
+        return self._worker.in_flight if self._worker is not None else 0
+
+    def on_stream_end(self, stream_id: str) -> None:
+        self._held.pop(stream_id, None)
+        self._cuts.end(stream_id)
+
+    def close(self) -> None:
+        """Stop the reader thread (reads still in flight are dropped)."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.close()
+            self._worker = None
