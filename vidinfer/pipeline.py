@@ -48,7 +48,7 @@ from vidinfer.publish.sinks import Event, Sink, SinkContext
 from vidinfer.publish.wire import check_stage_kind
 from vidinfer.sharding import select_streams
 from vidinfer.sources.base import DecodeHints, Source
-from vidinfer.stages.base import FrameFailures, FunctionStage, Layers, ReportSection, Stage, StageContext, _FrameNeeds
+from vidinfer.stages.base import FrameFailures, FrameNeeds, FunctionStage, Layers, ReportSection, Stage, StageContext
 from vidinfer.tracking.cuts import ShotCuts
 
 __all__ = ["Pipeline", "RunReport", "StreamReport", "StageReport"]
@@ -207,7 +207,7 @@ class Pipeline:
         self.sink_names = _unique_names(self.sinks, "sink")
         self.layers = Layers()
         self.cuts = ShotCuts()  # one hard-cut detection per frame, for every stage that asks
-        self._needs = _FrameNeeds()
+        self._needs = FrameNeeds()
         self._open_stages()
         self.batcher = Batcher(max_batch_size, max_delay_ms)
         self.queues = {s.stream_id: self.batcher.add_stream(s.stream_id, s.queue_size, drop_oldest=s.live)

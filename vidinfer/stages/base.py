@@ -121,7 +121,7 @@ class StageContext:
 
     def __init__(self, stage_name: str, pipeline_name: str, backend: Backend, layers: Layers,
                  stream_ids: Sequence[str], max_batch_size: int, emit: Callable[[str, str, str, dict[str, Any]], None],
-                 report: Callable[[str, ReportSection], None], cuts: ShotCuts, frames: _FrameNeeds):
+                 report: Callable[[str, ReportSection], None], cuts: ShotCuts, frames: FrameNeeds):
         self.name = stage_name
         self.pipeline_name = pipeline_name
         self.backend = backend
@@ -217,7 +217,7 @@ class StageContext:
         self._report(section, ReportSection(data, [str(f) for f in files], summary))
 
 
-class _FrameNeeds:
+class FrameNeeds:
     """What the stages ask of the decoded frames (becomes the sources' `DecodeHints`)."""
 
     def __init__(self) -> None:
