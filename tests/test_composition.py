@@ -121,18 +121,11 @@ def test_plain_function_is_a_stage_and_sees_the_layers_made_before_it(models):
 # ----------------------------------------------------------------------------------- failures
 
 def test_a_stage_that_fails_on_one_stream_leaves_the_others_alone(models, caplog):
-    @vi.stage(pixels="none", name="fragile")
+    @vi.stage(pixels="none", name="fragile", makes={"checked": SHAPE_CLASSES})
     def fragile(batch, ctx):
         if any(f.stream_id == "bad" for f in batch.frames):
             raise ValueError("cannot handle this camera")
         batch["checked"] = [det[det.score > 0.9] for det in batch["objects"]]
-
-    fragile_open = fragile.open
-
-    def open_(ctx):
-        fragile_open(ctx)
-        ctx.add_layer("checked", ctx.layer("objects").classes)
-    fragile.open = open_  # a function stage that declares a layer of its own
 
     sink = Collect()
     with caplog.at_level(logging.ERROR, logger="vidinfer.pipeline"):
@@ -189,6 +182,60 @@ def test_a_sink_that_fails_is_counted_and_the_other_sinks_get_everything(models,
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         "sink 'disk' failed: OSError: [Errno 28] No space left on device; the other sinks and the streams go on "
         "(its later failures are counted in the run report)"]
+    degraded = [e for e in good.events if isinstance(e, vi.StreamEvent) and e.state is vi.StreamState.DEGRADED]
+    assert [(e.stream_id, e.reason) for e in degraded] == [
+        ("a", "sink 'disk' failed: OSError: [Errno 28] No space left on device; its results may be missing from now on")]
+
+
+def _run_with_file_sink(tmp_path, models, path, limit_bytes=None):
+    """`vidinfer run` of the shapes pipeline with a zmq sink and a file sink at ``path``; the child's
+    files may grow to ``limit_bytes`` (RLIMIT_FSIZE: a write beyond fails, as on a full disk)."""
+    import resource
+    import subprocess
+    import sys
+
+    from helpers import shapes_pipeline
+    from test_pipeline_e2e import free_endpoint
+    from vidinfer.publish import Subscriber
+
+    endpoint = free_endpoint()
+    toml = shapes_pipeline(tmp_path / "full.toml", models, endpoint,
+                           {"a": {"url": str(CLIPS / "shapes_a.mp4")}, "b": {"url": str(CLIPS / "shapes_b.mp4")}},
+                           extra=f'[[sinks]]\ntype = "file"\npath = "{path}"\n')
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))) if limit_bytes else None
+    with Subscriber(endpoint) as sub:
+        done = subprocess.run([sys.executable, "-m", "vidinfer", "-q", "run", str(toml), "--report",
+                               str(tmp_path / "report.json")], capture_output=True, text=True, timeout=120,
+                              preexec_fn=limit)
+        messages = list(sub.iter(timeout=1))
+    return done, messages
+
+
+def test_a_disk_that_fills_mid_run_degrades_the_file_sink_and_every_stream_still_ends(models, tmp_path):
+    import json
+
+    done, messages = _run_with_file_sink(tmp_path, models, tmp_path / "results.msgpack", limit_bytes=24_000)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "sink 'file' failed: OSError: [Errno 27] File too large; the other sinks and the streams go on (its later " \
+           "failures are counted in the run report)" in done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["sinks"]["file"]["errors"] > 0 and report["sinks"]["zmq"]["errors"] == 0
+    assert 0 < (tmp_path / "results.msgpack").stat().st_size <= 24_000
+    for sid in ("a", "b"):
+        on_det = [m for m in messages if m.topic == f"det.{sid}." and not m.replay]
+        assert [m.kind for m in on_det] == ["detections"] * 100 + ["end_of_stream"], sid
+        states = [m.body for m in messages if m.topic == f"status.{sid}." and not m.replay]
+        assert [b["state"] for b in states] == ["connected", "degraded", "ended"], sid
+        assert states[1]["reason"] == ("sink 'file' failed: OSError: [Errno 27] File too large; its results may be "
+                                       "missing from now on")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_a_file_sink_on_a_full_disk_is_refused_before_anything_starts(models, tmp_path):
+    done, _ = _run_with_file_sink(tmp_path, models, "/dev/full")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"vidinfer: error: {tmp_path / 'full.toml'}: sink 'file' cannot write its first "
+                                   "messages (No space left on device); free some space or give it another location")
 
 
 # ------------------------------------------------------------------------- composition errors

@@ -27,7 +27,7 @@ DETECTOR_KEYS = ("classes, conf_threshold, input_size, intra_op_threads, iou_thr
                  "layout, max_detections, model, name, output")
 DETECTOR = f"model = '{MODELS / 'detector.onnx'}'\nclasses = ['red', 'green', 'blue']"
 STAGE_TYPES = "brand_exposure, classify, detect, python, read_text, track"
-SINK_TYPES = "file, push, python, zmq"
+SINK_TYPES = "file, python, reliable, zmq"
 
 
 def _toml(detector="", streams=None, top="", sink=None, extra="", stage_type="detect"):
@@ -100,7 +100,7 @@ BAD_PIPELINES = [
      "(docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
     ("old_publish_table", _toml(extra="[publish]\nendpoint = 'tcp://127.0.0.1:5555'\n"),
      "vidinfer: error: pipe.toml: key 'publish': pipeline files now list their stages and sinks; move [publish] "
-     "into a [[sinks]] table with type = \"zmq\" (reliable_endpoint: type = \"push\"; file: type = \"file\") "
+     "into a [[sinks]] table with type = \"zmq\" (reliable_endpoint: type = \"reliable\"; file: type = \"file\") "
      "(docs/configuration.md, 'Pipeline files of vidinfer 0.1')"),
     # Stage and sink types: unknown ones list the types; a misspelled one also names the closest.
     ("unknown_stage_type", _toml(stage_type="segment"),

@@ -24,7 +24,7 @@ from test_pipeline_e2e import free_endpoint
 from vidinfer.engines.base import Engine
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.publish import Subscriber
-from vidinfer.publish.sinks import ReliableReceiver, read_file_sink
+from vidinfer.publish.sinks import read_file_sink
 from vidinfer.sources.base import DecodeHints, Source
 from vidinfer.testing.shape_models import SHAPE_CLASSES
 
@@ -226,15 +226,24 @@ def _zmq(tmp_path):
     return sink, read
 
 
-def _push(tmp_path):
+def _reliable(tmp_path):
     endpoint = free_endpoint()
-    receiver = ReliableReceiver(endpoint)
+    consumer = vi.ReliableConsumer(endpoint)
+    msgs: list = []
+
+    def consume():  # while the pipeline runs: its sink waits at the end for what is not yet acknowledged
+        first = consumer.recv(timeout=30)  # the pipeline loads its models first
+        if first is not None:
+            msgs.append(first)
+            msgs.extend(consumer.iter(timeout=1))
+        consumer.close()
+    reader = threading.Thread(target=consume)
+    reader.start()
 
     def read():
-        msgs = list(receiver.iter(timeout=1))
-        receiver.close()
+        reader.join(30)
         return msgs
-    return vi.PushSink(endpoint=endpoint), read
+    return vi.ReliableSink(endpoint=endpoint, spool_dir=tmp_path / "spool"), read
 
 
 def _file(tmp_path):
@@ -242,7 +251,7 @@ def _file(tmp_path):
     return vi.FileSink(path=path), lambda: list(read_file_sink(path))
 
 
-@pytest.mark.parametrize("make", [_zmq, _push, _file], ids=["zmq", "push", "file"])
+@pytest.mark.parametrize("make", [_zmq, _reliable, _file], ids=["zmq", "reliable", "file"])
 def test_message_sink_contract_every_frame_event_and_stage_message_in_order(make, models, tmp_path):
     sink, read = make(tmp_path)
     pipeline = vi.Pipeline([vi.StreamSpec(id="cam", url=str(CLIP))],

@@ -44,9 +44,12 @@ def test_detections_body_round_trips_columns():
 
 
 def test_header_is_versioned_and_appended_fields_are_kept():
-    raw = msgpack.packb([1, 3, "detections", "pub", 5, 9, 11, "future-field"])
+    raw = msgpack.packb([1, 3, "detections", "pub", 5, 9, 11, 1, "future-field"])
     h = decode_header(raw)
     assert h["version"] == "1.3" and h["seq"] == 9 and h["extra"] == ["future-field"]
+    assert h["flags"] == 1 and h["replay"] is True
+    old = decode_header(msgpack.packb([1, 0, "detections", "pub", 5, 9, 11]))  # a 1.0 header: no flags
+    assert old["flags"] == 0 and old["replay"] is False and "extra" not in old
 
 
 def test_subscriber_in_another_process_receives_everything_in_order(tmp_path):
@@ -89,20 +92,23 @@ def test_late_subscriber_gets_metadata_replayed():
     assert msg is not None and msg.kind == "metadata" and msg.body["classes"] == ["x"]
 
 
-def test_slow_subscriber_never_blocks_publisher_and_drops_are_counted_and_visible():
+def test_slow_subscriber_never_blocks_publisher_and_sees_its_losses_as_gaps():
+    """ZeroMQ drops at a full subscriber's queue without telling the publisher (that is what keeps
+    other subscribers unaffected): the loss is counted where it happens, by the subscriber."""
     ctx = zmq.Context()
     pub = Publisher("inproc://hwm", sndhwm=10, context=ctx)
     sub = Subscriber("inproc://hwm", topics=["det."], rcvhwm=10, context=ctx)
     assert pub.wait_for_subscribers(1, 5)
     body = detections_body("cam-1", 0, 0, 0, 10, 10, _dets())
     for _ in range(100):  # the subscriber reads nothing meanwhile: sends must not block
-        pub.publish(Kind.DETECTIONS, "cam-1", body)
-    assert pub.dropped > 0 and pub.sent + pub.dropped == 100
+        assert pub.publish(Kind.DETECTIONS, "cam-1", body)
+    assert pub.sent == 100 and pub.dropped == 0
     received = list(sub.iter(timeout=0.5))
-    assert len(received) == pub.sent
+    assert 0 < len(received) < 100 and [m.seq for m in received] == list(range(len(received)))
     pub.publish(Kind.DETECTIONS, "cam-1", body)
     last = sub.recv(timeout=5)
-    assert last.seq == 100 and last.gap == pub.dropped and sub.gaps == pub.dropped
+    lost = 100 - len(received)
+    assert last.seq == 100 and last.gap == lost and sub.gaps == lost
     sub.close()
     pub.close()
     ctx.term()

@@ -109,7 +109,8 @@ def test_three_shards_through_a_proxy_deliver_every_stream_exactly_once(tmp_path
             assert get(port, "/readyz") == (200, "ok\n") and get(port, "/healthz")[0] == 200
         pm = samples(proxy_port)
         assert pm[("vidinfer_proxy_messages_forwarded_total", ())] >= len(STREAMS) * (FRAMES + 1)
-        assert pm[("vidinfer_proxy_metadata_topics", ())] == len(STREAMS)
+        # Kept for late subscribers, per stream: its metadata, its last status and its end of stream.
+        assert pm[("vidinfer_proxy_state_topics", ())] == 3 * len(STREAMS)
     finally:
         results = [stop(p) for p in shards]
         proxy_code, _, proxy_err = stop(proxy)

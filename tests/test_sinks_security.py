@@ -1,4 +1,4 @@
-"""Lossless sinks for consumers that must not lose anything, CurveZMQ on the publisher itself,
+"""The acknowledged sink for consumers that must not lose anything, CurveZMQ on the publisher itself,
 `vidinfer keys`, and credentials that never leave the process: real `vidinfer run` processes,
 real sockets on 127.0.0.1."""
 
@@ -16,7 +16,8 @@ from proc_helpers import free_port, get, stop, wait_until
 from test_pipeline_e2e import check_results, collect_until_all_ended, free_endpoint
 from vidinfer.publish import Subscriber
 from vidinfer.publish.proxy import load_curve_client
-from vidinfer.publish.sinks import ReliableReceiver, read_file_sink
+from vidinfer.publish.reliable import ReliableConsumer
+from vidinfer.publish.sinks import read_file_sink
 
 TWO = {"cam-a": {"url": str(CLIP_A)}, "cam-b": {"url": str(CLIPS / "shapes_b.mp4")}}
 
@@ -32,15 +33,16 @@ def run_cli(*args):
 def test_slow_consumer_of_the_reliable_sink_gets_every_message_with_no_gap(models, tmp_path):
     pub_endpoint, reliable = free_endpoint(), free_endpoint()
     results = tmp_path / "out" / "results.msgpack"
-    # The PUSH sink queues at most 4 messages: the pipeline has to wait for the consumer.
+    # The consumer takes at most 4 messages at a time: the rest waits in the sink's spool.
     toml = write_pipeline(tmp_path / "r.toml", models, pub_endpoint, TWO,
-                          extra=f'[[sinks]]\ntype = "push"\nendpoint = "{reliable}"\nhwm = 4\n\n'
+                          extra=f'[[sinks]]\ntype = "reliable"\nendpoint = "{reliable}"\n'
+                                f'spool_dir = "{tmp_path / "spool"}"\n\n'
                                 f'[[sinks]]\ntype = "file"\npath = "{results}"')
     toml.write_text(toml.read_text().replace("wait_for_subscribers = 1", ""))  # nobody on PUB: no wait
     report_path = tmp_path / "report.json"
     child = run_cli("-q", "run", toml, "--report", report_path)
     try:
-        with ReliableReceiver(reliable, rcvhwm=4) as rx:
+        with ReliableConsumer(reliable, credit=4) as rx:
             messages = []
             ended = set()
             while ended != set(TWO):
@@ -49,14 +51,15 @@ def test_slow_consumer_of_the_reliable_sink_gets_every_message_with_no_gap(model
                 messages.append(msg)
                 if msg.kind == "end_of_stream":
                     ended.add(msg.stream_id)
-                time.sleep(0.005)  # a slow consumer: the pipeline waits for it
-        _, err = child.communicate(timeout=60)
+                time.sleep(0.005)  # a slow consumer
+            rx.ack()  # the last one too: the run then ends without waiting for it
+            _, err = child.communicate(timeout=60)
     finally:
         child.kill()
     assert child.returncode == 0, err
     check_results(messages, {"cam-a": "shapes_a", "cam-b": "shapes_b"})
     assert rx.gaps == 0
-    # Each sink numbers its own messages: on every topic (metadata and status too) the PUSH reader sees
+    # Each sink numbers its own messages: on every topic (metadata and status too) the reliable consumer sees
     # 0, 1, 2, ... with nothing of the ZeroMQ publisher's (its metadata replays to late subscribers).
     by_topic: dict[str, list[int]] = {}
     for m in messages:
@@ -70,20 +73,25 @@ def test_slow_consumer_of_the_reliable_sink_gets_every_message_with_no_gap(model
     check_results(from_file, {"cam-a": "shapes_a", "cam-b": "shapes_b"})
     report = json.loads(report_path.read_text())
     assert report["frames"] == 200
-    assert report["sinks"]["push"] == report["sinks"]["file"] == {"sent": len(messages), "dropped": 0, "errors": 0}
+    assert report["sinks"]["file"] == {"sent": len(messages), "dropped": 0, "errors": 0}
+    assert report["sinks"]["reliable"] == {"sent": len(messages), "dropped": 0, "buffered": 0, "buffered_bytes": 0,
+                                           "acknowledged": len(messages), "redelivered": 0, "consumer_connected": 1,
+                                           "errors": 0}
+    assert rx.duplicates == 0 and [m.delivery_seq for m in messages] == list(range(1, len(messages) + 1))
 
 
 def test_reliable_endpoint_in_use_is_refused_at_start_with_the_key_named(models, tmp_path):
     busy = free_endpoint()
-    with ReliableReceiver(busy):  # connects only; bind something on the port to make it busy
+    with ReliableConsumer(busy):  # connects only; bind something on the port to make it busy
         import zmq
 
         ctx = zmq.Context.instance()
-        holder = ctx.socket(zmq.PULL)
+        holder = ctx.socket(zmq.ROUTER)
         holder.bind(busy)
         try:
             toml = write_pipeline(tmp_path / "r.toml", models, free_endpoint(), {"cam-a": {"url": str(CLIP_A)}},
-                                  extra=f'[[sinks]]\ntype = "push"\nendpoint = "{busy}"')
+                                  extra=f'[[sinks]]\ntype = "reliable"\nendpoint = "{busy}"\n'
+                                        f'spool_dir = "{tmp_path / "spool"}"')
             # Nobody subscribes here: the ZeroMQ sink, opened first, must not wait 30 s for a subscriber.
             toml.write_text(toml.read_text().replace("wait_for_subscribers = 1", ""))
             done = subprocess.run([sys.executable, "-m", "vidinfer", "-q", "run", str(toml)],
@@ -91,7 +99,7 @@ def test_reliable_endpoint_in_use_is_refused_at_start_with_the_key_named(models,
         finally:
             holder.close(0)
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"vidinfer: error: {toml}: sink 'push': key 'endpoint': cannot bind '{busy}' "
+    assert done.stderr.strip() == (f"vidinfer: error: {toml}: sink 'reliable': key 'endpoint': cannot bind '{busy}' "
                                    "(Address already in use); choose a free port or a valid endpoint such as "
                                    "tcp://127.0.0.1:5557")
 

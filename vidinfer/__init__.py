@@ -17,13 +17,17 @@ A pipeline is composed of sources, stages and sinks, in code or from TOML (the s
 
 from typing import Any
 
+# First: the `vidinfer` command answers Ctrl-C/SIGTERM while the rest is imported (nothing is done
+# when vidinfer is imported as a library).
+from vidinfer import _startup  # noqa: F401
 from vidinfer.batch import Batch, LayerSchema, Pixels, StageMessage
 from vidinfer.config import GpuSpec, PipelineConfig, ShardSpec, StreamSpec, load_pipeline
 from vidinfer.detections import Attribute, Detections
 from vidinfer.errors import ConfigError, ModelError, PublishError, SourceError, VidinferError
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.pipeline import Pipeline, RunReport, StageReport, StreamReport
-from vidinfer.publish.sinks import CallbackSink, FileSink, PushSink, Sink, SinkContext, ZmqSink
+from vidinfer.publish.reliable import ReliableConsumer, ReliableSink
+from vidinfer.publish.sinks import CallbackSink, FileSink, Sink, SinkContext, ZmqSink
 from vidinfer.publish.subscriber import Message, Subscriber
 from vidinfer.sources.array import ArraySource
 from vidinfer.sources.base import DecodeHints, Source
@@ -35,7 +39,7 @@ __all__ = [
     "Pipeline", "PipelineConfig", "load_pipeline", "RunReport", "StreamReport", "StageReport",
     "StreamSpec", "GpuSpec", "ShardSpec", "Source", "ArraySource", "DecodeHints",
     "Stage", "StageContext", "stage", "FunctionStage", "Detect", "Classify", "Track", "ReadText", "BrandExposure",
-    "Sink", "SinkContext", "ZmqSink", "PushSink", "FileSink", "CallbackSink",
+    "Sink", "SinkContext", "ZmqSink", "ReliableSink", "ReliableConsumer", "FileSink", "CallbackSink",
     "Batch", "LayerSchema", "Pixels", "StageMessage", "Detections", "Attribute", "Frame", "StreamEvent",
     "StreamState", "Subscriber", "Message",
     "VidinferError", "ConfigError", "ModelError", "SourceError", "PublishError", "__version__",

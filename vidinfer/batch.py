@@ -68,6 +68,7 @@ class StageMessage:
     kind: str
     stream_id: str
     body: dict[str, Any]
+    retain: bool = False  # state: the latest of its topic is replayed to subscribers that join later
 
 
 class Batch:

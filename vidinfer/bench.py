@@ -46,6 +46,7 @@ import numpy as np
 
 from vidinfer.config import PipelineConfig, load_pipeline
 from vidinfer.frame import Frame
+from vidinfer.redact import redact_url
 
 __all__ = ["run_bench", "run_live", "live_probe"]
 
@@ -418,7 +419,7 @@ def summarise(spec: PipelineConfig, rows: dict[str, list[dict[str, Any]]], pipel
         "mode": "quick" if quick else "full",
         "machine": machine(),
         "streams": len(spec.streams),
-        "stream_urls": sorted({s.url for s in spec.streams}),
+        "stream_urls": sorted({redact_url(s.url) for s in spec.streams}),  # bench.json may be shared
         "max_batch_size": spec.max_batch_size,
         "max_delay_ms": spec.max_delay_ms,
         "rounds": len(rows["pipeline"]),

@@ -1,7 +1,7 @@
 """The `vidinfer` command.
 
     vidinfer run PIPELINE.toml [--publish ENDPOINT] [--report FILE] [--quiet]
-    vidinfer subscribe ENDPOINT [--topic PREFIX ...] [--count N] [--timeout SECONDS]
+    vidinfer subscribe ENDPOINT [--topic PREFIX ...] [--count N] [--timeout SECONDS] [--reliable [--state-file F]]
     vidinfer proxy --frontend ENDPOINT --backend ENDPOINT [--metrics-port PORT]
     vidinfer info
     vidinfer models
@@ -33,6 +33,10 @@ EXIT_OK, EXIT_STREAM_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.func is not cmd_run:  # `run` installs its own handlers at once; the others get Python's
+        from vidinfer._startup import restore_default_handlers
+
+        restore_default_handlers()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -79,9 +83,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="serve Prometheus /metrics and /healthz, /readyz on this port (default 0: off)")
     px.add_argument("--metrics-host", metavar="HOST", default="127.0.0.1", help="address of the metrics endpoint")
     px.add_argument("--curve-secret-key", metavar="FILE", type=Path, default=None,
-                    help="CurveZMQ: the proxy's certificate with its secret key (.key_secret); needs --curve-clients")
-    px.add_argument("--curve-clients", metavar="DIR", type=Path, default=None,
-                    help="CurveZMQ: folder of allowed clients' public certificates (*.key)")
+                    help="CurveZMQ: the proxy's certificate with its secret key (.key_secret); needs "
+                         "--curve-publishers and --curve-subscribers")
+    px.add_argument("--curve-publishers", metavar="DIR", type=Path, default=None,
+                    help="CurveZMQ: folder of the public certificates (*.key) of the publishers allowed into the "
+                         "frontend")
+    px.add_argument("--curve-subscribers", metavar="DIR", type=Path, default=None,
+                    help="CurveZMQ: folder of the public certificates (*.key) of the subscribers allowed on the "
+                         "backend (a separate list: a subscriber's key cannot publish)")
+    px.add_argument("--curve-clients", metavar="DIR", type=Path, default=None, help=argparse.SUPPRESS)
     px.set_defaults(func=cmd_proxy)
 
     s = sub.add_parser("subscribe", help="print a publisher's messages as JSON lines")
@@ -95,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="CurveZMQ: the proxy's public certificate (.key); needs --curve-secret-key")
     s.add_argument("--curve-secret-key", metavar="FILE", type=Path, default=None,
                    help="CurveZMQ: this subscriber's certificate with its secret key (.key_secret)")
+    s.add_argument("--reliable", action="store_true",
+                   help="consume a reliable sink (type = \"reliable\"): every message at least once, acknowledged "
+                        "once printed")
+    s.add_argument("--state-file", metavar="FILE", type=Path, default=None,
+                   help="with --reliable: keep the last processed delivery number here, to resume after a restart "
+                        "and skip what was already printed")
     s.set_defaults(func=cmd_subscribe)
 
     q = sub.add_parser("quantize", help="write INT8 (QDQ) and FP16 copies of the detector and measure them")
@@ -158,23 +174,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from vidinfer._startup import is_cli
+
+    # Signals are honoured in every phase: a first one while the models load stops the pipeline as
+    # soon as it exists (it then starts no stream and publishes every stream's end).
+    held = threading.Event()  # the first Ctrl-C/SIGTERM also ends [metrics] hold_s
+    signals = _install_signal_handlers(None, on_stop=held.set)
+    try:
+        return _run(args, signals, held)
+    finally:
+        if not is_cli():  # main() called from Python: its caller's handlers again
+            signals.restore()
+
+
+def _run(args: argparse.Namespace, signals: _Signals, held: threading.Event) -> int:
     from vidinfer.config import load_pipeline
 
     spec = load_pipeline(args.pipeline)
     if args.publish is not None:
         _replace_endpoint(spec, args.publish)
     _apply_scale_out_options(spec, args)
+    if args.report is not None:
+        _check_report_path(args.report)
     try:
         pipeline = spec.build()
     except (ConfigError, ModelError) as exc:  # a model, layer or device that does not fit: say which file
         raise type(exc)(f"{args.pipeline}: {exc}") from None
+    signals.attach(pipeline)
     metrics_server = None
     if spec.metrics.port:
         from vidinfer.metrics import serve_pipeline_metrics
 
         metrics_server = serve_pipeline_metrics(pipeline, spec.metrics.host, spec.metrics.port)
-    held = threading.Event()  # the first Ctrl-C/SIGTERM also ends [metrics] hold_s
-    _install_signal_handlers(pipeline, on_stop=held.set)
     show_progress = sys.stderr.isatty() and not args.quiet
     stop_progress = _start_progress(pipeline) if show_progress else None
     try:
@@ -186,15 +217,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             stop_progress()
     _print_summary(report)
     _print_sections(report)
+    code = report.exit_code
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report.to_dict(), indent=2))
+        from vidinfer.atomic import write_atomically
+
+        text = json.dumps(report.to_dict(), indent=2)
+        try:  # whole or not at all: a reader never sees half a report
+            write_atomically(args.report, lambda tmp: tmp.write_text(text))
+        except OSError as exc:  # e.g. the disk filled during the run
+            print(f"vidinfer: error: --report: cannot write the run report to '{args.report}' "
+                  f"({exc.strerror or exc}); the run's results were published", file=sys.stderr)
+            code = code or EXIT_STREAM_FAILED
     for sid in report.failed_streams:
         print(f"vidinfer: stream {sid} failed: {report.streams[sid].reason}", file=sys.stderr)
     if metrics_server is not None:
         held.wait(spec.metrics.hold_s)  # let the last scrape see the final counts of a file job
         metrics_server.close()
-    return report.exit_code
+    return code
+
+
+def _check_report_path(path: Path) -> None:
+    """--report: the file must be writable before anything starts, not only after all the work."""
+    from vidinfer.atomic import check_writable
+
+    try:
+        check_writable(path)
+    except OSError as exc:
+        raise ConfigError(f"--report: cannot write the run report to '{path}' ({exc.strerror or exc}); give a "
+                          "writable path") from None
 
 
 def _replace_endpoint(spec: Any, endpoint: str) -> None:
@@ -228,12 +278,20 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from vidinfer.publish.proxy import Proxy, load_curve_server, proxy_collector
 
     curve = None
-    if (args.curve_secret_key is None) != (args.curve_clients is None):
-        raise ConfigError("CurveZMQ needs both --curve-secret-key (the proxy's .key_secret certificate) and "
-                          "--curve-clients (the folder of allowed client .key files); give both or neither")
+    if args.curve_clients is not None:
+        raise ConfigError("--curve-clients is gone: publishers and subscribers have separate allow-lists now; give "
+                          "--curve-publishers DIR and --curve-subscribers DIR (the same folder twice keeps the old "
+                          "behaviour)")
+    given = [args.curve_secret_key is not None, args.curve_publishers is not None, args.curve_subscribers is not None]
+    if any(given) and not all(given):
+        raise ConfigError("CurveZMQ needs --curve-secret-key (the proxy's .key_secret certificate), --curve-publishers "
+                          "and --curve-subscribers (the folders of allowed .key files); give all three or none")
     if args.curve_secret_key is not None:
-        curve = load_curve_server(args.curve_secret_key, args.curve_clients)
-    proxy = Proxy(args.frontend, args.backend, sndhwm=args.sndhwm, curve=curve)
+        curve = load_curve_server(args.curve_secret_key, args.curve_subscribers, clients_key="--curve-subscribers",
+                                  peers="subscriber")
+        load_curve_server(args.curve_secret_key, args.curve_publishers, clients_key="--curve-publishers",
+                          peers="publisher")  # the same checks for the publishers' folder
+    proxy = Proxy(args.frontend, args.backend, sndhwm=args.sndhwm, curve=curve, publishers=args.curve_publishers)
     server = None
     if args.metrics_port:
         from prometheus_client import CollectorRegistry
@@ -268,23 +326,46 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _install_signal_handlers(pipeline: Any, on_stop: Any = None) -> None:
-    """First SIGINT/SIGTERM: stop gracefully (flush, end every stream). Second: exit at once."""
-    count = 0
+class _Signals:
+    """SIGINT/SIGTERM of `vidinfer run`. First: stop gracefully (flush, end every stream), or, while
+    the pipeline is still being built (models loading), stop it as soon as it exists. Second: exit
+    at once."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        nonlocal count
-        count += 1
-        if count > 1:
+    def __init__(self, pipeline: Any, on_stop: Any):
+        self.pipeline, self.on_stop, self.count = pipeline, on_stop, 0
+        self.previous: dict[int, Any] = {}
+
+    def restore(self) -> None:
+        """The handlers that were there before."""
+        for signum, old in self.previous.items():
+            signal.signal(signum, old)
+        self.previous.clear()
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
             os._exit(EXIT_INTERRUPTED)
-        print(f"vidinfer: {signal.Signals(signum).name}: stopping (again to exit at once)", file=sys.stderr)
-        pipeline.stop()
-        if on_stop is not None:
-            on_stop()
+        print(f"vidinfer: {signal.Signals(signum).name}: stopping (again to exit at once)", file=sys.stderr,
+              flush=True)
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        if self.on_stop is not None:
+            self.on_stop()
 
+    def attach(self, pipeline: Any) -> None:
+        """The pipeline exists: a signal that came while it was built stops it now (before `run`)."""
+        self.pipeline = pipeline
+        if self.count:
+            pipeline.stop()
+
+
+def _install_signal_handlers(pipeline: Any, on_stop: Any = None) -> _Signals:
+    """First SIGINT/SIGTERM: stop gracefully (flush, end every stream). Second: exit at once."""
+    handler = _Signals(pipeline, on_stop)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler.previous[signum] = signal.signal(signum, handler)
+    return handler
 
 
 def _start_progress(pipeline: Any) -> Any:
@@ -441,12 +522,33 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
         curve = load_curve_client(args.curve_server_key, args.curve_secret_key,
                                   names=("--curve-server-key", "--curve-secret-key"))
+    if args.reliable:
+        return _subscribe_reliable(args, curve)
+    if args.state_file is not None:
+        raise ConfigError("--state-file belongs to --reliable (a reliable sink's consumer); add --reliable or drop it")
     with Subscriber(args.endpoint, topics=args.topic, curve=curve) as sub:
         try:
             for msg in sub.iter(timeout=args.timeout, count=args.count):
                 sys.stdout.write(json.dumps(msg.to_json()) + "\n")
                 sys.stdout.flush()
         except BrokenPipeError:  # e.g. piped into `head`
+            return EXIT_OK
+    return EXIT_OK
+
+
+def _subscribe_reliable(args: argparse.Namespace, curve: Any) -> int:
+    """--reliable: each message printed, then acknowledged (when the next one is asked for)."""
+    from vidinfer.publish.reliable import ReliableConsumer
+
+    if args.topic:
+        raise ConfigError("--topic does not apply to --reliable: a reliable sink delivers every message to its "
+                          "consumer; filter the printed lines instead")
+    with ReliableConsumer(args.endpoint, state_file=args.state_file, curve=curve) as rx:
+        try:
+            for msg in rx.iter(timeout=args.timeout, count=args.count):
+                sys.stdout.write(json.dumps(msg.to_json()) + "\n")
+                sys.stdout.flush()
+        except BrokenPipeError:  # e.g. piped into `head`: that message was not printed, it comes again
             return EXIT_OK
     return EXIT_OK
 

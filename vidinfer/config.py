@@ -23,13 +23,23 @@ import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Literal, Optional, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vidinfer.errors import ConfigError, ModelError
+from vidinfer.limits import (
+    DECODE_THREADS_WHY,
+    HOUR_S,
+    MAX_BATCH_SIZE,
+    MAX_BATCH_WHY,
+    MAX_DECODE_THREADS,
+    MAX_PIXELS,
+    why,
+)
 from vidinfer.publish.wire import STREAM_ID_PATTERN
+from vidinfer.redact import UNPARSABLE, redact_url, url_scheme
 
 if TYPE_CHECKING:
     from vidinfer.pipeline import Pipeline
@@ -42,12 +52,15 @@ else:  # pragma: no cover
 __all__ = ["StreamSpec", "GpuSpec", "ShardSpec", "MetricsSpec", "PipelineConfig", "load_pipeline", "parse_pipeline",
            "is_live_url"]
 
+_TIMEOUT_WHY = "an hour; a source silent for longer is down, and a live stream reconnects instead"
 _LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
 
 
 def is_live_url(url: str) -> bool:
-    """Whether a URL names a live source by its scheme (camera protocols); http(s) is not."""
-    return urlsplit(url).scheme.lower() in _LIVE_SCHEMES
+    """Whether a URL names a live source by its scheme (camera protocols); http(s) is not.
+
+    Reads only the scheme, so a URL the rest of which cannot be parsed gives an answer too."""
+    return url_scheme(url) in _LIVE_SCHEMES
 
 
 class _Spec(BaseModel):
@@ -60,30 +73,56 @@ class StreamSpec(_Spec):
 
     id: str = Field(pattern=STREAM_ID_PATTERN, description="letters, digits, '_', '-', ':'")
     url: str = Field(min_length=1)
-    sample_fps: Optional[float] = Field(default=None, gt=0, description="analyse this many frames per second")
+    sample_fps: Annotated[Optional[float], why(
+        "no camera or file delivers more frames a second; above a stream's frame rate every frame is analysed")] = \
+        Field(default=None, gt=0, le=1000, description="analyse this many frames per second")
     keyframes_only: bool = False
     reference_frames_only: Optional[bool] = Field(
         default=None, description="decode only frames other frames refer to (skips most B-frames; the "
         "decoded ones are exact). None: when sample_fps is at most half the frame rate; false: never")
-    loop: Union[bool, int] = Field(default=False, description="true: play a file forever; N: play it N times")
+    loop: Union[bool, int] = Field(default=False, description="true: play a file forever; N: play it N times "
+                                   "(at most 1000000; true plays it forever)")
     realtime: bool = False
     live: Optional[bool] = None  # None: decided by the URL scheme
     options: dict[str, str] = Field(default_factory=dict, description="FFmpeg demuxer/protocol options")
-    open_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=10.0, gt=0)
-    queue_size: int = Field(default=8, ge=1)
-    decode_threads: int = Field(default=0, ge=0, description="0: vidinfer picks from the stream count")
+    open_timeout_s: Annotated[float, why(_TIMEOUT_WHY)] = Field(default=10.0, gt=0, le=HOUR_S)
+    read_timeout_s: Annotated[float, why(_TIMEOUT_WHY)] = Field(default=10.0, gt=0, le=HOUR_S)
+    queue_size: Annotated[int, why(
+        "every queued frame holds a decoded image, several MB at 1080p; a deeper queue adds only latency and "
+        "memory")] = Field(default=8, ge=1, le=1024)
+    decode_threads: Annotated[int, why(DECODE_THREADS_WHY)] = Field(
+        default=0, ge=0, le=MAX_DECODE_THREADS, description="0: vidinfer picks from the stream count")
     reconnect: bool = True
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    max_reconnects: int = Field(default=-1, ge=-1, description="-1: retry forever")
+    reconnect_max_s: Annotated[float, why(
+        "the longest pause between two attempts; a camera back after a longer one would stay unwatched for "
+        "an hour")] = Field(default=30.0, gt=0, le=HOUR_S)
+    max_reconnects: Annotated[int, why("use -1 to retry forever")] = Field(
+        default=-1, ge=-1, le=1_000_000, description="-1: retry forever")
     # Larger frames fail the stream with a reason: default 8K UHD (7680x4320), about 50 MB per decoded frame.
-    max_pixels: int = Field(default=7680 * 4320, ge=1, description="width x height above which the stream fails")
+    max_pixels: Annotated[int, why(
+        "FFmpeg's av_image_check_size refuses larger images, about 16384x16384, and one such frame is 800 MB "
+        "as RGB")] = Field(default=7680 * 4320, ge=1, le=MAX_PIXELS,
+                        description="width x height above which the stream fails")
+
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, url: str) -> str:
+        if "://" in url:
+            try:
+                urlsplit(url)
+            except ValueError as exc:  # e.g. rtsp://[bad: the URL itself is not repeated, it may hold a password
+                scheme = url_scheme(url)
+                raise ValueError(f"the URL cannot be parsed ({exc}); fix it (it is not shown here, since it may "
+                                 f"hold a password: {scheme + '://' if scheme else ''}{UNPARSABLE})") from None
+        return url
 
     @field_validator("loop")
     @classmethod
     def _loop_count(cls, loop: bool | int) -> bool | int:
         if not isinstance(loop, bool) and loop < 1:
             raise ValueError(f"loop must be true, false or a number of plays of 1 or more, got {loop}")
+        if not isinstance(loop, bool) and loop > 1_000_000:
+            raise ValueError("loop must be at most 1000000 plays (use loop = true to play a file forever)")
         return loop
 
     @property
@@ -94,8 +133,11 @@ class StreamSpec(_Spec):
 class ShardSpec(_Spec):
     """This process's share of the streams: shard ``index`` of ``count`` (see vidinfer/sharding.py)."""
 
-    index: int = Field(ge=0, description="0 .. count-1")
-    count: int = Field(ge=1, description="how many processes share the stream list")
+    index: Annotated[int, why("an index below count, which is at most 10000")] = Field(
+        ge=0, le=9_999, description="0 .. count-1")
+    count: Annotated[int, why(
+        "each shard is a process with its own models; more shards than streams only leave shards idle")] = Field(
+        ge=1, le=10_000, description="how many processes share the stream list")
 
     @model_validator(mode="after")
     def _in_range(self) -> ShardSpec:
@@ -108,16 +150,19 @@ class ShardSpec(_Spec):
 class MetricsSpec(_Spec):
     """The Prometheus endpoint of `vidinfer run` (/metrics, /healthz, /readyz); port 0 = off."""
 
-    port: int = Field(default=0, ge=0, le=65535, description="0: no endpoint")
+    port: Annotated[int, why("the largest TCP port number")] = Field(default=0, ge=0, le=65535,
+                                                                      description="0: no endpoint")
     host: str = Field(default="127.0.0.1", min_length=1, description="0.0.0.0 in a container")
-    hold_s: float = Field(default=0.0, ge=0, le=86_400,
-                          description="keep answering this long after the run ends (last scrape of a file job)")
+    hold_s: Annotated[float, why("a day; the last scrape of a file job comes within seconds")] = Field(
+        default=0.0, ge=0, le=86_400, description="keep answering this long after the run ends (last scrape of a "
+        "file job)")
 
 
 class GpuSpec(_Spec):
     """The GPU backend's settings (used when the pipeline runs on the GPU)."""
 
-    device_id: int = Field(default=0, ge=0, description="CUDA device ordinal")
+    device_id: Annotated[int, why("a CUDA device ordinal: 0 up to the number of GPUs less one")] = Field(
+        default=0, ge=0, le=255, description="CUDA device ordinal")
     engine_cache_dir: Optional[Path] = Field(default=None, description="TensorRT engine cache folder "
                                              "(default: $VIDINFER_ENGINE_CACHE or ~/.cache/vidinfer/engines)")
 
@@ -128,8 +173,10 @@ class _Settings(_Spec):
     name: str = "pipeline"
     device: Literal["auto", "cpu", "gpu"] = "auto"
     gpu: GpuSpec = Field(default_factory=GpuSpec)
-    max_batch_size: int = Field(default=8, ge=1)
-    max_delay_ms: float = Field(default=20.0, ge=0, le=60_000, description="at most a minute")
+    max_batch_size: Annotated[int, why(MAX_BATCH_WHY)] = Field(default=8, ge=1, le=MAX_BATCH_SIZE)
+    max_delay_ms: Annotated[float, why(
+        "a minute: a partial batch waits this long for more frames, and results wait with it")] = Field(
+        default=20.0, ge=0, le=60_000, description="at most a minute")
     streams: list[StreamSpec] = Field(min_length=1)
     stages: list[dict[str, Any]] = Field(min_length=1, description="[[stages]] tables, each with its type")
     sinks: list[dict[str, Any]] = Field(default_factory=list, description="[[sinks]] tables, each with its type")
@@ -204,7 +251,12 @@ _MOVED = {
     "classifiers": '[[stages]] tables with type = "classify" (after the detect stage)',
     "tracker": 'a [[stages]] table with type = "track" (brand impact: the tracker table of its brand_exposure stage)',
     "brand_impact": '[[stages]] tables with type = "read_text" and type = "brand_exposure"',
-    "publish": 'a [[sinks]] table with type = "zmq" (reliable_endpoint: type = "push"; file: type = "file")',
+    "publish": 'a [[sinks]] table with type = "zmq" (reliable_endpoint: type = "reliable"; file: type = "file")',
+}
+# Sink and stage types that were replaced: type -> what to write instead.
+_MOVED_TYPES = {
+    "push": 'type = "push" (the PUSH socket) is replaced by the acknowledged channel: write type = "reliable" '
+            "(keys: endpoint, spool_dir, max_buffer_bytes, credit; docs/configuration.md)",
 }
 
 
@@ -290,6 +342,8 @@ def _component(table: dict[str, Any], loc: tuple[Any, ...], types: dict[str, str
         raise ConfigError(f"{source}: key '{where}.type' is required but missing; add one of: {', '.join(known)}")
     if kind == PYTHON:
         return _python_component(table, loc, base, source, sink)
+    if sink and isinstance(kind, str) and kind in _MOVED_TYPES and kind not in types:
+        raise ConfigError(f"{source}: key '{where}.type': {_MOVED_TYPES[kind]}")
     if not isinstance(kind, str) or kind not in types:  # a TOML array or table is no type name either
         hint = difflib.get_close_matches(str(kind), known, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -341,7 +395,7 @@ def _python_component(table: dict[str, Any], loc: tuple[Any, ...], base: Path | 
                 values = model.model_validate(table)
             except ValidationError as exc:
                 raise ConfigError(f"{source}: {_describe(exc, model, loc)}") from None
-            return FunctionStage(fs.fn, fs.pixels, fs.name, fs.options_model, fs.per_frame, values)
+            return FunctionStage(fs.fn, fs.pixels, fs.name, fs.options_model, fs.per_frame, values, fs.makes)
         if table:
             raise ConfigError(f"{source}: key '{where}.{next(iter(table))}': {ref} takes no options; declare them "
                               "with @vidinfer.stage(options=YourModel) or remove the key")
@@ -443,6 +497,8 @@ def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, .
         return f"key '{key}' is required but missing; add it"
     value = err.get("input")
     found = f", got {value!r}" if isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 80 else ""
+    if found and loc and loc[-1] == "url" and isinstance(value, str):  # it may hold a password: redacted
+        found = "" if UNPARSABLE in err["msg"] else f", got {redact_url(value)!r}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]

@@ -6,7 +6,9 @@ One HTTP endpoint per process (``vidinfer run --metrics-port 9100`` or ``[metric
 * ``/healthz``: liveness; 200 unless a batch has been inside the models for longer than
   `STALL_S` (a hung engine), then 503;
 * ``/readyz``: readiness; 200 once the models are loaded, the publisher is up and the first
-  stream has connected (a shard with no streams is ready once it runs), else 503.
+  stream has connected (a shard with no streams is ready once it runs), else 503. A reliable
+  sink (``type = "reliable"``) also makes it 503, with the reason, while it has no consumer
+  connected or its buffer is over half full (results are piling up).
 
 Naming follows Prometheus' rules: ``vidinfer_`` prefix, base units (seconds), ``_total`` on
 counters, and the labels are the stream id, the stage name (both sets fixed by the pipeline), a
@@ -28,10 +30,17 @@ and once per frame (end-to-end latency); never per box.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
+import selectors
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -131,6 +140,7 @@ class _PipelineCollector(Collector):
                                   value=sent)
         yield CounterMetricFamily("vidinfer_messages_dropped",
                                   "Messages refused at a subscriber's high-water mark (sndhwm).", value=refused)
+        yield from _reliable_metrics(p)
         yield GaugeMetricFamily("vidinfer_streams", "Streams this process analyses (its shard's share).",
                                 value=len(p.sources))
         shard = p.shard
@@ -138,6 +148,25 @@ class _PipelineCollector(Collector):
                                 value=shard.index if shard is not None else 0)
         yield GaugeMetricFamily("vidinfer_shard_count", "How many shards share the stream list (1 when not sharded).",
                                 value=shard.count if shard is not None else 1)
+
+
+def _reliable_metrics(p: Any) -> Iterable[Any]:
+    """The acknowledged channels' figures (sinks offering `figures()` with a consumer), per sink."""
+    buffered = GaugeMetricFamily("vidinfer_reliable_buffered_messages",
+                                 "Messages a reliable sink keeps until its consumer acknowledges them.",
+                                 labels=["sink"])
+    size = GaugeMetricFamily("vidinfer_reliable_buffered_bytes", "Bytes of those messages (bounded by "
+                             "max_buffer_bytes; the pipeline waits when it is reached).", labels=["sink"])
+    connected = GaugeMetricFamily("vidinfer_reliable_consumer_connected",
+                                  "1 while a reliable sink's consumer is connected, else 0.", labels=["sink"])
+    for name, sink in zip(getattr(p, "sink_names", ()), p.sinks):
+        figures = getattr(sink, "figures", None)
+        f = figures() if callable(figures) else {}
+        if "consumer_connected" in f:
+            buffered.add_metric([name], f["buffered"])
+            size.add_metric([name], f["buffered_bytes"])
+            connected.add_metric([name], f["consumer_connected"])
+    return (buffered, size, connected)
 
 
 class PipelineMetrics:
@@ -188,23 +217,44 @@ class PipelineMetrics:
         p = self.pipeline
         if not getattr(p, "running", False):
             return False, "the pipeline has not started publishing yet"
+        for sink in p.sinks:  # a reliable sink without its consumer, or with its buffer over half full
+            not_ready = getattr(sink, "not_ready", None)
+            why = not_ready() if callable(not_ready) else None
+            if why:
+                return False, why
         if p.sources and not any(s.stats.decoded > 0 or s.stats.state in _UP_STATES for s in p.sources):
             return False, "no stream has connected yet"
         return True, "ok"
 
 
 class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on one port, served from a daemon thread."""
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port, with a bounded number of threads.
+
+    One selector thread accepts connections and holds them, without a thread each, until the
+    request's header has arrived; a pool of ``workers`` threads then answers them (http.server's
+    request handler, one request per connection). A connection whose request is not complete
+    within ``timeout_s`` is closed, as is the oldest held one when ``max_connections`` are held,
+    so idle or slow clients can neither pile up threads nor keep a scrape waiting.
+    (prometheus_client's own server, like http.server's ThreadingHTTPServer used before, starts a
+    thread per connection and sets no timeout: 1,000 idle connections held 964 threads.)
+    """
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
                  live: Callable[[], tuple[bool, str]] | None = None,
-                 ready: Callable[[], tuple[bool, str]] | None = None, flag: str = "--metrics-port"):
+                 ready: Callable[[], tuple[bool, str]] | None = None, flag: str = "--metrics-port", *,
+                 workers: int = 4, timeout_s: float = 10.0, max_connections: int = 1024):
         def always() -> tuple[bool, str]:
             return True, "ok"
 
         probes = {"/healthz": live or always, "/readyz": ready or always}
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self) -> None:  # the request, read by the selector thread, and the socket to answer on
+                self.connection, buffered = self.request
+                self.connection.settimeout(timeout_s)
+                self.rfile = io.BytesIO(buffered)
+                self.wfile = self.connection.makefile("wb")
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
@@ -223,20 +273,112 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug("metrics: " + format, *args)
 
+        self._handler = Handler
+        self.timeout_s, self.max_connections = timeout_s, max_connections
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._listener = socket.create_server((host, port), family=family, backlog=128)
         except OSError as exc:
-            raise ConfigError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); choose a free port "
+            why = os.strerror(exc.errno) if exc.errno else str(exc)  # create_server adds the address to strerror
+            raise ConfigError(f"cannot serve metrics on {host}:{port} ({why}); choose a free port "
                               f"with {flag} or [metrics] port, or 0 to turn the endpoint off") from None
-        self._server.daemon_threads = True
-        self.host, self.port = host, self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._listener.setblocking(False)
+        self.host, self.port = host, self._listener.getsockname()[1]
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics-http")
+        self._held: OrderedDict[socket.socket, tuple[float, bytearray, Any]] = OrderedDict()  # oldest first
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="metrics-accept", daemon=True)
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics (probes /healthz, /readyz)", host, self.port)
 
+    @property
+    def connections(self) -> int:
+        """Connections held waiting for their request."""
+        return len(self._held)
+
+    def _serve(self) -> None:
+        while not self._closing:
+            oldest = next(iter(self._held.values()), None)
+            wait = 1.0 if oldest is None else max(0.0, min(1.0, oldest[0] + self.timeout_s - time.monotonic()))
+            for key, _ in self._selector.select(wait):
+                if key.fileobj is self._listener:
+                    self._accept()
+                elif key.fileobj is self._wake_r:
+                    return
+                else:
+                    self._read(key.fileobj)  # type: ignore[arg-type]
+            deadline = time.monotonic() - self.timeout_s
+            while self._held and next(iter(self._held.values()))[0] <= deadline:
+                self._drop(next(iter(self._held)))
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: drop the oldest held connection
+                log.debug("metrics: accept failed: %s", exc)
+                if self._held:
+                    self._drop(next(iter(self._held)))
+                return
+            if len(self._held) >= self.max_connections:
+                self._drop(next(iter(self._held)))
+            conn.setblocking(False)
+            self._held[conn] = (time.monotonic(), bytearray(), addr)
+            self._selector.register(conn, selectors.EVENT_READ)
+
+    def _read(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(8192)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        _since, buf, addr = self._held[conn]
+        buf += data
+        if b"\r\n\r\n" in buf or b"\n\n" in buf:  # the whole header: a GET has no body
+            self._selector.unregister(conn)
+            del self._held[conn]
+            conn.setblocking(True)
+            self._pool.submit(self._answer, conn, bytes(buf), addr)
+        elif len(buf) > 16384:
+            self._drop(conn)
+
+    def _answer(self, conn: socket.socket, request: bytes, addr: Any) -> None:
+        try:
+            self._handler((conn, request), addr, self)  # type: ignore[arg-type]
+        except Exception as exc:  # a client that went away while being answered
+            log.debug("metrics: answering %s failed: %s", addr, exc)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._held.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn)
+        with contextlib.suppress(OSError):
+            conn.close()
+
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._closing = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        self._thread.join(5.0)
+        for conn in list(self._held):
+            self._drop(conn)
+        self._selector.close()
+        for sock in (self._listener, self._wake_r, self._wake_w):
+            sock.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def serve_pipeline_metrics(pipeline: Any, host: str = "127.0.0.1", port: int = 9100) -> MetricsServer:

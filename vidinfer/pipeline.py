@@ -44,6 +44,7 @@ from vidinfer.detections import Detections
 from vidinfer.devices import plan_device
 from vidinfer.errors import ConfigError
 from vidinfer.frame import Frame, StreamEvent, StreamState
+from vidinfer.limits import MAX_BATCH_SIZE, MAX_BATCH_WHY
 from vidinfer.publish.sinks import Event, Sink, SinkContext
 from vidinfer.publish.wire import check_stage_kind
 from vidinfer.sharding import select_streams
@@ -161,7 +162,7 @@ class Pipeline:
         stages: run in this order on every batch: `Detect`, `Classify`, `Track`, `ReadText`,
             `BrandExposure`, functions made stages with `vidinfer.stage`, or any `Stage`. A plain
             function ``fn(batch)`` is taken as ``vidinfer.stage(fn)``.
-        sinks: where results go (`ZmqSink`, `PushSink`, `FileSink`, `CallbackSink`, any `Sink`).
+        sinks: where results go (`ZmqSink`, `ReliableSink`, `FileSink`, `CallbackSink`, any `Sink`).
         name: the pipeline's name (in metadata, reports and logs).
         device: ``"auto"`` (the GPU when it works here, else the CPU), ``"cpu"`` or ``"gpu"``.
         max_batch_size: frames per batch, taken across streams.
@@ -179,6 +180,9 @@ class Pipeline:
                  shard: ShardSpec | None = None):
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_batch_size > MAX_BATCH_SIZE:
+            raise ConfigError(f"max_batch_size must be at most {MAX_BATCH_SIZE} ({MAX_BATCH_WHY}), "
+                              f"got {max_batch_size}")
         if not 0 <= max_delay_ms <= 60_000:
             raise ConfigError(f"max_delay_ms must be from 0 to 60000 (a minute), got {max_delay_ms}")
         if device not in ("auto", "cpu", "gpu"):
@@ -191,6 +195,7 @@ class Pipeline:
         self.running = False  # sinks up and sources started: what /readyz waits for
         self._interrupted = False
         self._stopped = threading.Event()
+        self._stopping = threading.Event()  # set by stop() only: sinks waiting for a consumer give up
         self._latencies: deque[float] = deque(maxlen=100_000)
         self._failures = _Failures()
         self._in_batch = False
@@ -272,6 +277,9 @@ class Pipeline:
                  self.device_reason, "; ".join(f"{k}: {v}" for k, v in self.report.backends.items()),
                  ", ".join(self.stage_names))
         try:
+            if self._stopping.is_set():  # stop() came before the sources started (e.g. while a sink waited)
+                self._end_unstarted()
+                return self.report
             for src in self.sources:
                 src.start(self.queues[src.stream_id], self.hints)
             self.running = True
@@ -295,7 +303,7 @@ class Pipeline:
         try:
             for sink, name in zip(self.sinks, self.sink_names):
                 sink.open(SinkContext(name, self.name, tuple(s.stream_id for s in self.sources),
-                                      dict(self.layers.schemas), self.output_layer))
+                                      dict(self.layers.schemas), self.output_layer, self._stopping))
                 opened.append(sink)
             for sink in self.sinks:  # once every sink has bound: e.g. a publisher waiting for subscribers
                 ready = getattr(sink, "ready", None)
@@ -309,12 +317,25 @@ class Pipeline:
             raise
 
     def stop(self, interrupted: bool = True) -> None:
-        """Stop the sources; queued frames are still analysed and every stream's end is published."""
+        """Stop the sources; queued frames are still analysed and every stream's end is published.
+
+        Safe before `run` and while it opens the sinks (a signal while the models load, or while a
+        sink waits for subscribers): `run` then starts no stream and returns at once, every
+        stream's end published."""
         self._interrupted = self._interrupted or interrupted
+        self._stopping.set()
         self._stopped.set()
         for src in self.sources:
             src.stop()
         self.batcher.stop()
+
+    def _end_unstarted(self) -> None:
+        """`stop` before the sources started: no stream is opened, and every stream's end is published."""
+        log.info("pipeline %s: stopped before its streams started", self.name)
+        for src in self.sources:
+            self._on_event(StreamEvent(src.stream_id, StreamState.ENDED, "stopped before the stream started",
+                                       {"frames_decoded": 0, "frames_dropped": 0, "decode_errors": 0},
+                                       end_of_stream=True))
 
     def _end_stuck_sources(self) -> None:
         """A source still blocked (e.g. opening a server that never answers) gets its end published here."""
@@ -503,9 +524,9 @@ class Pipeline:
                               type(exc).__name__, exc)
         self._to_sinks(ev)
 
-    def _emit(self, stage: str, kind: str, stream_id: str, body: dict[str, Any]) -> None:
+    def _emit(self, stage: str, kind: str, stream_id: str, body: dict[str, Any], retain: bool = False) -> None:
         check_stage_kind(kind)
-        msg = StageMessage(stage, kind, stream_id, body)
+        msg = StageMessage(stage, kind, stream_id, body, retain)
         if self._in_batch:
             self._batch_messages.append(msg)  # after the batch's results
         else:
@@ -523,10 +544,17 @@ class Pipeline:
             counts["errors"] = counts.get("errors", 0) + 1
             if ("sink", name) not in self._failures.seen:
                 self._failures.seen.add(("sink", name))
-                log.error("sink %r failed: %s: %s; the other sinks and the streams go on (its later failures are "
-                          "counted in the run report)", name, type(exc).__name__, str(exc).splitlines()[0][:200]
-                          if str(exc) else "")
+                what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+                log.error("sink %r failed: %s; the other sinks and the streams go on (its later failures are "
+                          "counted in the run report)", name, what)
                 log.debug("sink %r: traceback", name, exc_info=exc)
+                # Subscribers of the other sinks learn it, once, on every stream's status topic.
+                for src in self.sources:
+                    degraded = StreamEvent(src.stream_id, StreamState.DEGRADED,
+                                           f"sink {name!r} failed: {what}; its results may be missing from now on")
+                    for other, other_name in zip(self.sinks, self.sink_names):
+                        if other is not sink:
+                            self._sink_call(other, other_name, other.on_event, degraded)
 
     def _add_section(self, name: str, section: ReportSection) -> None:
         self.report.sections[name] = section
@@ -554,6 +582,9 @@ class Pipeline:
             counts = rep.sinks.setdefault(name, {})
             counts["sent"] = int(getattr(sink, "sent", 0))
             counts["dropped"] = int(getattr(sink, "dropped", 0))
+            figures = getattr(sink, "figures", None)  # a sink's own figures (the reliable sink's buffered, ...)
+            if callable(figures):
+                counts.update({k: int(v) for k, v in figures().items() if k != "errors"})
             counts.setdefault("errors", 0)
         rep.messages_sent = sum(c["sent"] for c in rep.sinks.values())
         rep.messages_dropped = sum(c["dropped"] for c in rep.sinks.values())

@@ -108,6 +108,9 @@ def resolve_shard(file_shard: tuple[int, int] | None, index: str | int | None = 
     n = raw_count if isinstance(raw_count, int) else _parse_int(raw_count, count_from, "the number of shards, e.g. 3")
     if n < 1:
         raise ConfigError(f"{count_from} is {n}, but there must be at least 1 shard; set it to the number of shards")
+    if n > 10_000:
+        raise ConfigError(f"{count_from} is {n}, but there may be at most 10000 shards (each shard is a process with "
+                          "its own models; more shards than streams only leave shards idle)")
     if raw_index is None:
         raise ConfigError(f"a shard count was given ({count_from}) but no shard index; give this process's index "
                           f"with --shard-index I, {ENV_INDEX} or shard.index in the pipeline file")

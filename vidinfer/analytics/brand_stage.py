@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Annotated, Any, ClassVar, Optional, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -31,6 +31,7 @@ from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component, Options
 from vidinfer.detections import Attribute, Detections
 from vidinfer.errors import ConfigError
+from vidinfer.limits import HOUR_S, why
 from vidinfer.stages.base import StageContext
 from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.stages.read_text import READ
@@ -73,8 +74,11 @@ class BrandExposure(Component):
     text: Optional[str] = Field(default=None, pattern=LAYER_NAME)
     layer: str = Field(default="brand", pattern=LAYER_NAME)
     match_threshold: float = Field(default=85.0, ge=0, le=100, description="rapidfuzz ratio a text needs")
-    publish_interval_s: float = Field(default=5.0, ge=0, description="stream time between live updates")
-    min_track_frames: int = Field(default=2, ge=1)
+    publish_interval_s: Annotated[float, why(
+        "an hour; 0 publishes only the final figures")] = Field(default=5.0, ge=0, le=HOUR_S,
+                                                                 description="stream time between live updates")
+    min_track_frames: Annotated[int, why("an hour of frames at 25 fps is 90000")] = Field(default=2, ge=1,
+                                                                                           le=100_000)
     reference_share: float = Field(default=0.02, gt=0, le=1)
     report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
     tracker: TrackOptions = Field(default_factory=TrackOptions)
@@ -144,10 +148,10 @@ class BrandExposure(Component):
             update = self._analytics.add(frame.stream_id, frame.pts_ns, frame.width, frame.height, det,
                                          frame.discontinuity)
             if update is not None:
-                self._ctx.emit("brand_exposure", frame.stream_id, update)
+                self._ctx.emit("brand_exposure", frame.stream_id, update, retain=True)
 
     def on_stream_end(self, stream_id: str) -> None:
-        self._ctx.emit("brand_exposure", stream_id, self._analytics.finish(stream_id))
+        self._ctx.emit("brand_exposure", stream_id, self._analytics.finish(stream_id), retain=True)
         self._trackers.end(stream_id)
 
     def close(self) -> None:

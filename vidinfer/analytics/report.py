@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vidinfer.analytics.exposure import ExposureAnalytics
+from vidinfer.atomic import write_atomically
 
 __all__ = ["build_report", "write_report", "exposure_table"]
 
@@ -80,16 +81,16 @@ def _chart(analytics: ExposureAnalytics, path: Path) -> None:
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("stream time (s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
 def write_report(analytics: ExposureAnalytics, pipeline: str, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    """Write report.json and exposure.png into ``out_dir``; returns the report and the files."""
+    """Write report.json and exposure.png into ``out_dir``, each atomically; returns the report and the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(analytics, pipeline)
     json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(report, indent=2))
+    write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
     png_path = out_dir / "exposure.png"
-    _chart(analytics, png_path)
+    write_atomically(png_path, lambda tmp: _chart(analytics, tmp))
     return report, [json_path, png_path]

@@ -2,23 +2,29 @@
 
     vidinfer proxy --frontend tcp://*:5556 --backend tcp://*:5555
 
-Shards publish into the frontend (``[publish] connect = true``, ``endpoint`` = the frontend);
-subscribers connect to the backend exactly as they would to one publisher. Subscriptions travel
-upstream (the backend is XPUB_VERBOSE, so every subscription is seen and forwarded, and each
-publisher replays its own metadata too); messages travel downstream unchanged, headers included,
-so per-topic sequence numbers and loss detection work across the proxy.
+Shards publish into the frontend (a zmq sink with ``connect = true``, ``endpoint`` = the
+frontend); subscribers connect to the backend exactly as they would to one publisher.
+Subscriptions travel upstream (the backend is XPUB_VERBOSE, so every subscription is seen and
+forwarded, and each publisher replays its own state too); messages travel downstream unchanged,
+headers included, so per-topic sequence numbers and loss detection work across the proxy.
 
-Late subscribers get each stream's metadata at once: the proxy subscribes to ``meta.`` upstream
-itself, keeps the last metadata message of every topic, and replays the matching ones whenever
-a subscription arrives on the backend. Like the publisher's own replay, the replayed message
-goes to every subscriber of that topic (metadata is idempotent).
+State for late subscribers: the proxy subscribes to every stream's metadata and status upstream
+itself, keeps the latest *retained* message of every topic that passes through (the header's
+retained flag: metadata, status, end of stream, brand exposure figures; for a 1.0 publisher without
+flags, its metadata), and replays the matching ones, flagged as replays, whenever a subscription
+arrives on the backend. So a subscriber that connects after a shard's stream failed or ended still
+learns it from the stream's last status (the end-of-stream message itself and stage state are kept
+once some subscriber's subscription made them flow; detections are never pulled through the proxy
+for nobody). A replay goes
+to every subscriber of its topic; `vidinfer.Subscriber` drops the ones it already has.
 
 The proxy never blocks on a slow subscriber: when one subscriber's queue is full (``sndhwm``)
 ZeroMQ drops the message for that subscriber only, who sees the gap in sequence numbers.
 
 CurveZMQ: given a server certificate (``zmq.auth.create_certificates`` format, with its secret
-key) and a folder of allowed client public certificates, both sides require encryption and
-only those clients may connect (publishers and subscribers alike).
+key), a folder of the publishers' allowed public certificates and a separate folder of the
+subscribers', both sides require encryption, and a subscriber's key cannot publish into the
+frontend (nor a publisher's key subscribe): each side has its own ZAP domain and allow-list.
 """
 
 from __future__ import annotations
@@ -29,15 +35,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import msgpack
 import zmq
 
 from vidinfer.errors import ConfigError, PublishError
+from vidinfer.publish.wire import REPLAY, RETAINED, with_flags
 
 __all__ = ["Proxy", "CurveServer", "load_curve_server", "load_curve_client"]
 
 log = logging.getLogger(__name__)
 
 META_PREFIX = b"meta."
+ALWAYS = (META_PREFIX, b"status.")  # what the proxy subscribes to upstream for itself
 DRAIN = 1000  # messages handled per socket per poll round, so neither direction starves the other
 
 
@@ -114,12 +123,12 @@ class Proxy:
     """
 
     def __init__(self, frontend: str, backend: str, sndhwm: int = 10000, curve: CurveServer | None = None,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, publishers: str | Path | None = None):
         self._ctx = context or zmq.Context.instance()
         self.forwarded = 0  # messages passed from publishers to subscribers
         self.subscriptions = 0  # subscribe messages seen on the backend
-        self.replayed = 0  # cached metadata messages sent to late subscribers
-        self.meta: dict[bytes, list[Any]] = {}  # meta topic -> its last message's frames
+        self.replayed = 0  # kept state messages sent again to late subscribers
+        self.kept: dict[bytes, list[bytes]] = {}  # topic -> the frames of its latest retained message
         self.last_round = time.monotonic()  # liveness: when the loop last went round
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +140,10 @@ class Proxy:
         for s in (self.front, self.back):
             s.setsockopt(zmq.LINGER, 1000)
         if curve is not None:
-            self._start_auth(curve)
+            if publishers is None:
+                raise ConfigError("CurveZMQ on the proxy needs the publishers' allow-list as well as the subscribers'; "
+                                  "give --curve-publishers DIR and --curve-subscribers DIR")
+            self._start_auth(curve, Path(publishers))
         for sock, endpoint, flag in ((self.front, frontend, "--frontend"), (self.back, backend, "--backend")):
             try:
                 sock.bind(endpoint)
@@ -141,16 +153,21 @@ class Proxy:
                                    "port or a valid endpoint such as tcp://*:5556") from None
         self.frontend = self.front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.backend = self.back.getsockopt_string(zmq.LAST_ENDPOINT)
-        # Always receive metadata, so there is something to replay before any subscriber asked for it.
-        self.front.send(b"\x01" + META_PREFIX)
+        # Always receive every stream's metadata and status, so there is state to replay before
+        # any subscriber asked for it (and a stream's end shows in its last status).
+        for prefix in ALWAYS:
+            self.front.send(b"\x01" + prefix)
 
-    def _start_auth(self, curve: CurveServer) -> None:
+    def _start_auth(self, curve: CurveServer, publishers: Path) -> None:
         from zmq.auth.thread import ThreadAuthenticator
 
         self._auth = ThreadAuthenticator(self._ctx)
         self._auth.start()
-        self._auth.configure_curve(domain="*", location=str(curve.clients_dir))
-        for s in (self.front, self.back):
+        # One ZAP domain per side, each with its own allow-list: a subscriber's key cannot publish.
+        self._auth.configure_curve(domain="publishers", location=str(publishers))
+        self._auth.configure_curve(domain="subscribers", location=str(curve.clients_dir))
+        for s, domain in ((self.front, "publishers"), (self.back, "subscribers")):
+            s.zap_domain = domain.encode()
             s.curve_server = True
             s.curve_publickey, s.curve_secretkey = curve.public, curve.secret
 
@@ -187,9 +204,8 @@ class Proxy:
                 frames = self.front.recv_multipart(zmq.DONTWAIT, copy=False)
             except zmq.Again:
                 return
-            t = frames[0].bytes
-            if t.startswith(META_PREFIX):
-                self.meta[t] = frames
+            if len(frames) == 3 and _retained(frames[0].bytes, frames[1].bytes):
+                self.kept[frames[0].bytes] = [f.bytes for f in frames]
             # Without XPUB_NODROP a full subscriber loses this message alone; the others still get it.
             self.back.send_multipart(frames, copy=False)
             self.forwarded += 1
@@ -204,9 +220,9 @@ class Proxy:
             if msg[:1] == b"\x01":
                 self.subscriptions += 1
                 prefix = msg[1:]
-                for t, frames in list(self.meta.items()):
+                for t, (topic, header, body) in list(self.kept.items()):
                     if t.startswith(prefix):
-                        self.back.send_multipart(frames, copy=False)
+                        self.back.send_multipart([topic, with_flags(header, REPLAY), body], copy=False)
                         self.replayed += 1
 
     def close(self, linger: int | None = None) -> None:
@@ -226,6 +242,19 @@ class Proxy:
         return (True, "ok") if not self.front.closed else (False, "closed")
 
 
+def _retained(topic: bytes, raw_header: bytes) -> bool:
+    """Whether a message is state to keep for late subscribers (and not itself a replay)."""
+    try:
+        fields = msgpack.unpackb(raw_header)
+    except Exception:  # not a vidinfer header: forwarded, never kept
+        return False
+    if not isinstance(fields, list) or len(fields) < 7:
+        return False
+    if len(fields) > 7 and isinstance(fields[7], int):
+        return bool(fields[7] & RETAINED) and not fields[7] & REPLAY
+    return topic.startswith(META_PREFIX)  # a 1.0 publisher: its metadata
+
+
 def proxy_collector(proxy: Proxy) -> Any:
     """A Prometheus collector of the proxy's counters (read at scrape time, nothing per message)."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -237,9 +266,9 @@ def proxy_collector(proxy: Proxy) -> Any:
                                       "Messages passed from publishers to subscribers.", value=proxy.forwarded)
             yield CounterMetricFamily("vidinfer_proxy_subscriptions", "Subscriptions that arrived from subscribers.",
                                       value=proxy.subscriptions)
-            yield CounterMetricFamily("vidinfer_proxy_metadata_replayed",
-                                      "Cached metadata messages replayed to late subscribers.", value=proxy.replayed)
-            yield GaugeMetricFamily("vidinfer_proxy_metadata_topics", "Streams whose last metadata is cached.",
-                                    value=len(proxy.meta))
+            yield CounterMetricFamily("vidinfer_proxy_state_replayed",
+                                      "Kept state messages replayed to late subscribers.", value=proxy.replayed)
+            yield GaugeMetricFamily("vidinfer_proxy_state_topics", "Topics whose latest retained message is kept.",
+                                    value=len(proxy.kept))
 
     return _ProxyCollector()

@@ -1,13 +1,24 @@
-"""ZeroMQ publisher of results. It never blocks the pipeline.
+"""ZeroMQ publisher of results. It never blocks the pipeline, and no subscriber slows another.
 
 The socket is an XPUB rather than a PUB: it behaves like PUB for subscribers, and it also tells
-us when a subscription arrives. That lets the publisher (a) replay every stream's metadata to a
-subscriber that joins late, so it can name classes without waiting for a change, and (b) wait at
-start for a given number of subscriptions, so a consumer that must see the first frame can.
+us when a subscription arrives. That lets the publisher (a) replay each stream's state to a
+subscriber whenever its subscription arrives (below), and (b) wait at start for a given number of
+subscriptions, so a consumer that must see the first frame can.
 
-Sends use DONTWAIT with XPUB_NODROP: when a subscriber's high-water mark is reached ZeroMQ
-refuses the message instead of silently discarding it, and we count the drop. Subscribers see
-the gap in the per-topic sequence numbers.
+**One slow subscriber loses only its own messages.** Each subscriber has its own queue of
+``sndhwm`` messages; when a subscriber stops reading and its queue is full, ZeroMQ drops what
+would go to *that* subscriber and delivers the message to every other one (plain PUB behaviour;
+XPUB_NODROP, which refuses the message for everyone once any one queue is full, is not used). The
+subscriber sees its loss as a gap in the per-topic sequence numbers; ZeroMQ does not tell the
+publisher, so drops cannot be counted here, only by each subscriber (`Subscriber.gaps`).
+
+**State for late joiners** (the idea of the ZeroMQ Guide's clone pattern, on the same socket):
+the latest message of every *retained* topic is kept: each stream's metadata, its latest status,
+its end of stream once it ended, and the latest message of each retained stage topic (brand
+impact's ``brand_exposure``). When a subscription arrives, every kept message that matches it is
+sent again, unchanged but for the header's replay flag: same sequence number, so it never counts
+as a gap and never uses up a live one. (An XPUB sends to every matching subscriber: one that
+already had the message sees a replay of a sequence number it has; `Subscriber` drops those.)
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import msgpack
 import zmq
 
 from vidinfer.errors import PublishError
-from vidinfer.publish.wire import Kind, encode_header, topic
+from vidinfer.publish.wire import REPLAY, RETAINED, Kind, encode_header, topic, with_flags
 
 __all__ = ["Framer", "Publisher"]
 
@@ -36,11 +47,16 @@ class Framer:
         self.epoch = time.time_ns()
         self._seq: dict[bytes, int] = {}
 
-    def header(self, t: bytes, kind: Kind | str) -> bytes:
+    def header(self, t: bytes, kind: Kind | str, flags: int = 0) -> bytes:
         """The next header of topic ``t``."""
         seq = self._seq.get(t, 0)
         self._seq[t] = seq + 1
-        return encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns())
+        return encode_header(kind, self.publisher_id, self.epoch, seq, time.time_ns(), flags)
+
+
+# Kinds whose latest message per topic is state, replayed to late joiners; stages add their own.
+STATE_KINDS = frozenset({Kind.METADATA.value, Kind.STATUS.value, Kind.END_OF_STREAM.value})
+_REPLAY_ORDER = {Kind.METADATA.value: 0, Kind.STATUS.value: 1, Kind.END_OF_STREAM.value: 3}  # stage kinds: 2
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +82,12 @@ class Publisher:
         self._framer = Framer(publisher_id)
         self.publisher_id, self.epoch = self._framer.publisher_id, self._framer.epoch
         self.sent = 0
-        self.dropped = 0  # messages refused at the high-water mark
+        self.dropped = 0  # messages ZeroMQ refused (never at a subscriber's high-water mark: see above)
         self.subscriptions = 0  # subscribe messages seen
-        self._meta: dict[bytes, bytes] = {}  # meta topic -> last body, replayed to late joiners
+        self.replayed = 0  # kept messages sent again to late joiners
+        self._linger_ms = linger_ms
+        # topic -> (stream id, kind, header, body) of the latest retained message, replayed to late joiners
+        self._kept: dict[bytes, tuple[str, str, bytes, bytes]] = {}
         self._auth: Any = None
         if curve_server is not None and context is None:
             context = zmq.Context()  # its own context: the ZAP authenticator then guards only this socket
@@ -84,7 +103,6 @@ class Publisher:
             self._sock.curve_publickey, self._sock.curve_secretkey = curve_server.public, curve_server.secret
         self._sock.setsockopt(zmq.SNDHWM, sndhwm)
         self._sock.setsockopt(zmq.LINGER, linger_ms)
-        self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not just the first per prefix
         if curve is not None:  # a CurveZMQ client of a proxy: (own public, own secret, server public)
             self._sock.curve_publickey, self._sock.curve_secretkey, self._sock.curve_serverkey = curve
@@ -102,18 +120,18 @@ class Publisher:
         self.bound_endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if not connect else endpoint
 
     # -- sending --
-    def publish(self, kind: Kind | str, stream_id: str, body: bytes | dict[str, Any]) -> bool:
-        """Send one message; False when it was dropped at the high-water mark."""
+    def publish(self, kind: Kind | str, stream_id: str, body: bytes | dict[str, Any], retain: bool = False) -> bool:
+        """Send one message (``retain``: it is state, kept and replayed to late joiners; always for
+        metadata, status and end of stream). False when ZeroMQ refused it."""
         self._poll_subscriptions()
         raw = body if isinstance(body, bytes) else msgpack.packb(body)
         t = topic(kind, stream_id)
-        if kind == Kind.METADATA:
-            self._meta[t] = raw
-        return self._send(t, kind, raw)
-
-    def _send(self, t: bytes, kind: Kind | str, raw: bytes) -> bool:
-        # A dropped message still uses its number: the gap shows the loss.
-        header = self._framer.header(t, kind)
+        name = kind.value if isinstance(kind, Kind) else kind
+        retain = retain or name in STATE_KINDS
+        header = self._framer.header(t, kind, RETAINED if retain else 0)
+        if retain:
+            self._kept.pop(t, None)
+            self._kept[t] = (stream_id, name, header, raw)
         try:
             self._sock.send_multipart([t, header, raw], flags=zmq.DONTWAIT, copy=False)
         except zmq.Again:
@@ -134,12 +152,18 @@ class Publisher:
             if msg[:1] == b"\x01":
                 new += 1
                 self.subscriptions += 1
-                self._replay_metadata(msg[1:])
+                self._replay(msg[1:])
 
-    def _replay_metadata(self, prefix: bytes) -> None:
-        for t, raw in self._meta.items():
-            if t.startswith(prefix):
-                self._send(t, Kind.METADATA, raw)
+    def _replay(self, prefix: bytes) -> None:
+        """Every kept message matching ``prefix``, per stream: metadata, status, stage state, end."""
+        matching = [(sid, _REPLAY_ORDER.get(kind, 2), t, header, raw)
+                    for t, (sid, kind, header, raw) in self._kept.items() if t.startswith(prefix)]
+        for _, _, t, header, raw in sorted(matching, key=lambda m: (m[0], m[1])):
+            try:
+                self._sock.send_multipart([t, with_flags(header, REPLAY), raw], flags=zmq.DONTWAIT, copy=False)
+            except zmq.Again:
+                continue
+            self.replayed += 1
 
     def wait_for_subscribers(self, count: int, timeout_s: float) -> bool:
         """Block until ``count`` subscriptions have arrived or ``timeout_s`` passes."""
@@ -153,6 +177,12 @@ class Publisher:
         return True
 
     def close(self) -> None:
+        """Close, after a short grace for subscriptions still arriving (a subscriber started before
+        the run connects up to a reconnect interval after the bind): they get the final state."""
+        deadline = time.monotonic() + min(self._linger_ms, 250) / 1000
+        while self._kept and (remaining := deadline - time.monotonic()) > 0:
+            if self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+                self._poll_subscriptions()
         self._sock.close()
         self._stop_auth()
 

@@ -1,4 +1,4 @@
-"""The sink seam, and the sinks vidinfer ships: ZeroMQ PUB, PUSH, an append-only file, callbacks.
+"""The sink seam, and the sinks vidinfer ships: ZeroMQ PUB, the acknowledged channel, an append-only file, callbacks.
 
 A `Sink` gets every batch after the stages ran (``write``), every stream event and every message
 a stage emitted (``on_event``), in order, and is closed at the end. The pipeline opens sinks when
@@ -10,11 +10,11 @@ The message sinks put vidinfer's wire format (docs/wire-format.md) on a transpor
 - `ZmqSink` (``type = "zmq"``): an XPUB socket; never blocks the pipeline, a slow subscriber loses
   messages at its high-water mark (counted, and visible as gaps in the sequence numbers). For
   dashboards and live views.
-- `PushSink` (``type = "push"``): a bound PUSH socket. A PULL consumer receives every message, in
-  order, with the same three frames. When the consumer is slow or absent, sending **blocks the
-  pipeline** once ``hwm`` messages are queued: analysis slows to the consumer's pace (live
-  streams then drop their oldest *frames* before analysis, counted as ``frames_dropped``). For a
-  database writer or billing job that needs every result.
+- `vidinfer.publish.reliable.ReliableSink` (``type = "reliable"``): the acknowledged channel. One
+  `ReliableConsumer` gets every message at least once, with a delivery number, even when it is
+  killed and restarted; unacknowledged messages wait in a bounded spool on disk (the pipeline
+  waits only when it is full, and never past a stop). For a database writer or billing job that
+  needs every result.
 - `FileSink` (``type = "file"``): an append-only file, one record per message: the three frames
   as a msgpack array ``[topic, header, body]``, flushed per message. Read it back with
   `read_file_sink`. For audit and replays.
@@ -28,13 +28,14 @@ the last layer the stages make (the pipeline's result: ``"brand"`` in brand impa
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Iterator, Optional, Protocol, Union, runtime_checkable
+from typing import Annotated, Any, BinaryIO, ClassVar, Iterator, Optional, Protocol, Union, runtime_checkable
 
 import msgpack
-import zmq
 from pydantic import Field, PrivateAttr, model_validator
 
 from vidinfer.batch import Batch, LayerSchema, Pixels, StageMessage
@@ -42,15 +43,16 @@ from vidinfer.component import Component
 from vidinfer.detections import Detections
 from vidinfer.errors import ConfigError, PublishError
 from vidinfer.frame import Frame, StreamEvent, StreamState
-from vidinfer.publish.subscriber import Message, Subscriber
-from vidinfer.publish.wire import SCHEMA_VERSION, Kind, decode_body, decode_header, detections_body, topic
+from vidinfer.limits import why
+from vidinfer.publish.subscriber import Message
+from vidinfer.publish.wire import RETAINED, SCHEMA_VERSION, Kind, decode_body, decode_header, detections_body, topic
 
-__all__ = ["Sink", "SinkContext", "Event", "MessageSink", "ZmqSink", "PushSink", "FileSink", "CallbackSink",
-           "ReliableReceiver", "read_file_sink"]
+__all__ = ["Sink", "SinkContext", "Event", "MessageSink", "ZmqSink", "FileSink", "CallbackSink", "read_file_sink"]
 
 log = logging.getLogger(__name__)
 
 Event = Union[StreamEvent, StageMessage]
+_STATE_KINDS = frozenset({Kind.METADATA.value, Kind.STATUS.value, Kind.END_OF_STREAM.value})
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SinkContext:
         stream_ids: the streams this process analyses (its shard's share).
         layers: every layer the stages make, in order, with its class lists.
         output_layer: the layer sinks publish by default (the last one made), or None.
+        stopping: set when the pipeline is told to stop: a sink waiting (for a consumer) gives up.
     """
 
     name: str
@@ -70,6 +73,7 @@ class SinkContext:
     stream_ids: tuple[str, ...]
     layers: Mapping[str, LayerSchema]
     output_layer: str | None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 @runtime_checkable
@@ -110,6 +114,7 @@ class MessageSink(Component):
 
     _sent: int = PrivateAttr(default=0)
     _dropped: int = PrivateAttr(default=0)
+    _retained_kinds: set[str] = PrivateAttr(default_factory=set)
 
     @property
     def sent(self) -> int:
@@ -131,8 +136,13 @@ class MessageSink(Component):
         self._primary = ctx.layers[names[0]] if names else None
         self._extra = [ctx.layers[n] for n in names[1:]]
         self._connect(ctx)
-        for sid in ctx.stream_ids:
-            self._send(Kind.METADATA, sid, self.metadata_body(sid, {}))
+        try:
+            for sid in ctx.stream_ids:
+                self._send(Kind.METADATA, sid, self.metadata_body(sid, {}))
+        except OSError as exc:  # e.g. a file sink on a full disk: say so before anything starts
+            self.close()
+            raise ConfigError(f"sink {ctx.name!r} cannot write its first messages ({exc.strerror or exc}); free some "
+                              "space or give it another location") from None
 
     # -- what subclasses provide --
     def _connect(self, ctx: SinkContext) -> None:
@@ -169,8 +179,16 @@ class MessageSink(Component):
                        detections_body(f.stream_id, f.frame_no, f.pts_ns, f.capture_ns, f.width, f.height, det,
                                        f.discontinuity, p is not None and p.tracked, extra))
 
+    def retained(self, kind: Kind | str) -> bool:
+        """Whether messages of ``kind`` are state, whose latest per topic a late joiner gets again:
+        metadata, status and end of stream, and stage messages emitted with ``retain``."""
+        name = kind.value if isinstance(kind, Kind) else kind
+        return name in _STATE_KINDS or name in self._retained_kinds
+
     def on_event(self, event: Event) -> None:
         if isinstance(event, StageMessage):
+            if event.retain:
+                self._retained_kinds.add(event.kind)
             self._send(event.kind, event.stream_id, event.body)
             return
         sid = event.stream_id
@@ -206,10 +224,14 @@ class ZmqSink(MessageSink):
     endpoint: str = Field(default="tcp://127.0.0.1:5555", min_length=1)
     publisher_id: Optional[str] = None
     connect: bool = False
-    sndhwm: int = Field(default=10000, ge=1)
-    linger_ms: int = Field(default=1000, ge=0)
-    wait_for_subscribers: int = Field(default=0, ge=0)
-    wait_timeout_s: float = Field(default=10.0, ge=0)
+    sndhwm: Annotated[int, why("messages queued per subscriber, each up to tens of KB; a million is GBs for one "
+                               "slow subscriber")] = Field(default=10000, ge=1, le=1_000_000)
+    linger_ms: Annotated[int, why("a minute; closing waits this long for queued messages, and the shutdown with "
+                                  "it")] = Field(default=1000, ge=0, le=60_000)
+    wait_for_subscribers: Annotated[int, why("subscriptions counted at start; a fleet that large connects "
+                                             "through a proxy")] = Field(default=0, ge=0, le=10_000)
+    wait_timeout_s: Annotated[float, why("an hour; the run starts anyway when it passes")] = Field(
+        default=10.0, ge=0, le=3600)
     curve_server_key: Optional[Path] = Field(default=None, description="the proxy's public certificate (.key)")
     curve_secret_key: Optional[Path] = Field(default=None, description="this client's certificate (.key_secret)")
     curve_server_secret_key: Optional[Path] = Field(default=None, description="own certificate (.key_secret)")
@@ -254,13 +276,19 @@ class ZmqSink(MessageSink):
         return getattr(self, "_publisher", None)
 
     def ready(self) -> None:
-        pub = self._publisher
-        if self.wait_for_subscribers and not pub.wait_for_subscribers(self.wait_for_subscribers, self.wait_timeout_s):
-            log.warning("sink %s: only %d of %d subscriptions arrived within %.1f s; starting anyway", self._ctx.name,
-                        pub.subscriptions, self.wait_for_subscribers, self.wait_timeout_s)
+        pub, want = self._publisher, self.wait_for_subscribers
+        deadline = time.monotonic() + self.wait_timeout_s
+        while want and not self._ctx.stopping.is_set():  # a signal ends the wait at once
+            left = deadline - time.monotonic()
+            if pub.wait_for_subscribers(want, max(0.0, min(0.1, left))):
+                return
+            if left <= 0:
+                log.warning("sink %s: only %d of %d subscriptions arrived within %.1f s; starting anyway",
+                            self._ctx.name, pub.subscriptions, want, self.wait_timeout_s)
+                return
 
     def _send(self, kind: Kind | str, stream_id: str, body: bytes | dict[str, Any]) -> None:
-        self._publisher.publish(kind, stream_id, body)
+        self._publisher.publish(kind, stream_id, body, retain=self.retained(kind))
         self._sent, self._dropped = self._publisher.sent, self._publisher.dropped
 
     def close(self) -> None:
@@ -286,55 +314,11 @@ class _Framed(MessageSink):
     def _send(self, kind: Kind | str, stream_id: str, body: bytes | dict[str, Any]) -> None:
         raw = body if isinstance(body, bytes) else msgpack.packb(body)
         t = topic(kind, stream_id)
-        self._put([t, self._framer.header(t, kind), raw])
+        self._put([t, self._framer.header(t, kind, RETAINED if self.retained(kind) else 0), raw])
         self._sent += 1
 
     def _put(self, frames: list[bytes]) -> None:
         raise NotImplementedError
-
-
-class PushSink(_Framed):
-    """A bound PUSH socket: blocking, lossless delivery to PULL consumers (load-balanced if several).
-
-    Args:
-        endpoint: the endpoint it binds, e.g. ``tcp://127.0.0.1:5557``.
-        hwm: messages queued for the consumer before sending blocks the pipeline.
-    """
-
-    type: ClassVar[str] = "push"
-
-    endpoint: str = Field(min_length=1, description="bound PUSH endpoint")
-    hwm: int = Field(default=1000, ge=1, description="messages queued for the consumer before blocking")
-    linger_ms: int = Field(default=-1, ge=-1, description="-1: closing waits until every message is taken")
-
-    def _open_transport(self, ctx: SinkContext) -> None:
-        self._sock: zmq.Socket[bytes] | None = zmq.Context.instance().socket(zmq.PUSH)
-        assert self._sock is not None
-        self._sock.setsockopt(zmq.SNDHWM, self.hwm)
-        self._sock.setsockopt(zmq.LINGER, self.linger_ms)
-        try:
-            self._sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(0)
-            raise ConfigError(f"sink {ctx.name!r}: key 'endpoint': cannot bind {self.endpoint!r} "
-                              f"({zmq.strerror(exc.errno or 0)}); choose a free port or a valid endpoint such as "
-                              "tcp://127.0.0.1:5557") from None
-        self._bound = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    @property
-    def bound_endpoint(self) -> str | None:
-        """The endpoint actually bound (the port chosen for ``tcp://127.0.0.1:*``), once open."""
-        return getattr(self, "_bound", None)
-
-    def _put(self, frames: list[bytes]) -> None:
-        assert self._sock is not None
-        self._sock.send_multipart(frames, copy=False)  # blocks when the consumer is behind
-
-    def close(self) -> None:
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            sock.close()
-            self._sock = None
 
 
 class FileSink(_Framed):
@@ -351,21 +335,24 @@ class FileSink(_Framed):
     def _open_transport(self, ctx: SinkContext) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f: BinaryIO | None = open(self.path, "ab")
+            # Unbuffered: each record goes to the OS as it is written, so nothing is left to flush
+            # (or to fail again) at close when the disk has filled.
+            self._f: BinaryIO | None = open(self.path, "ab", buffering=0)
         except OSError as exc:
             raise ConfigError(f"sink {ctx.name!r}: key 'path': cannot open the results file '{self.path}' "
                               f"({exc.strerror}); give a writable path") from None
 
     def _put(self, frames: list[bytes]) -> None:
         assert self._f is not None
-        self._f.write(msgpack.packb(frames))
-        self._f.flush()
+        record = memoryview(msgpack.packb(frames))
+        while record:  # a raw file may take part of a write
+            record = record[self._f.write(record) or 0:]
 
     def close(self) -> None:
         f = getattr(self, "_f", None)
         if f is not None:
-            f.close()
             self._f = None
+            f.close()
 
 
 class CallbackSink:
@@ -422,17 +409,3 @@ def read_file_sink(path: str | Path) -> Iterator[Message]:
             msg = _message([bytes(x) for x in record])
             if msg is not None:
                 yield msg
-
-
-class ReliableReceiver(Subscriber):
-    """A PULL client of a `PushSink`: the same `recv`/`iter` and gap tracking as `Subscriber`."""
-
-    def __init__(self, endpoint: str, rcvhwm: int = 1000, context: zmq.Context | None = None):
-        self._ctx = context or zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.PULL)
-        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.connect(endpoint)
-        self._topics: dict[Any, Any] = {}
-        self.gaps = 0
-        self.incompatible = 0

@@ -10,6 +10,7 @@ Other languages: see docs/wire-format.md; any ZeroMQ and msgpack library will do
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -21,6 +22,8 @@ from vidinfer.detections import Detections
 from vidinfer.publish.wire import SCHEMA_VERSION, body_to_detections, decode_body, decode_header
 
 __all__ = ["Subscriber", "Message"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,11 @@ class Message:
     @property
     def seq(self) -> int:
         return self.header["seq"]
+
+    @property
+    def replay(self) -> bool:
+        """A repeat of kept state for a subscriber that joined after it was first sent."""
+        return bool(self.header.get("replay"))
 
     def detections(self, layer: str | None = None) -> Detections:
         """The rows of a detections message as `Detections`: the body's own (the publisher's
@@ -105,36 +113,76 @@ class Subscriber:
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode("ascii"))
         for ep in [endpoints] if isinstance(endpoints, str) else endpoints:
             self._sock.connect(ep)
+        self._init_counters()
+
+    def _init_counters(self) -> None:
         self._topics: dict[tuple[str, str], _TopicState] = {}
         self.gaps = 0  # messages lost in transit, summed over topics
         self.incompatible = 0  # messages of another major version, skipped
+        self.malformed = 0  # messages that are not vidinfer's (wrong frames, undecodable), skipped with a warning
+        self.replays_skipped = 0  # replays of state this subscriber already had
 
     def recv(self, timeout: float | None = None) -> Message | None:
-        """The next message, or None if none arrives within ``timeout`` seconds."""
+        """The next message, or None if none arrives within ``timeout`` seconds. Messages that are
+        not vidinfer's are skipped with one warning each (and counted in ``malformed``), replays
+        of messages already received are dropped."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._sock.poll(wait_ms, zmq.POLLIN):
                 return None
-            frames = self._sock.recv_multipart()
-            if len(frames) != 3:
-                continue  # not ours
+            msg = self._parse(self._sock.recv_multipart())
+            if msg is not None:
+                return msg
+
+    def _parse(self, frames: list[bytes]) -> Message | None:
+        topic = frames[0][:80].decode("ascii", "replace") if frames else ""
+        if len(frames) != 3:
+            self._skip(topic, f"{len(frames)} frames instead of 3")
+            return None
+        try:
             header = decode_header(frames[1])
-            if header["major"] != SCHEMA_VERSION[0]:
-                self.incompatible += 1
-                continue
+        except Exception as exc:  # anything a broken or hostile sender can put there
+            self._skip(topic, f"its header cannot be decoded ({exc})")
+            return None
+        if header["major"] != SCHEMA_VERSION[0]:
+            self.incompatible += 1
+            return None
+        try:
             t = frames[0].decode("ascii")
-            return Message(t, header, decode_body(header["kind"], frames[2]), self._track(t, header))
+            body = decode_body(header["kind"], frames[2])
+            if not isinstance(body, dict):
+                raise ValueError("the body is not a map")
+            gap = self._track(t, header)
+        except Exception as exc:
+            self._skip(topic, f"its body cannot be decoded ({type(exc).__name__}: {exc})")
+            return None
+        if gap < 0:  # a replay of a message already received
+            self.replays_skipped += 1
+            return None
+        return Message(t, header, body, gap)
+
+    def _skip(self, topic: str, why: str) -> None:
+        self.malformed += 1
+        log.warning("skipped a message on topic %r that is not a vidinfer message: %s (%d skipped so far)",
+                    topic, why[:200], self.malformed)
 
     def _track(self, t: str, header: dict[str, Any]) -> int:
+        """Messages lost on this topic just before this one; -1 for a replay already received."""
         key = (header["publisher_id"], t)
         state = self._topics.get(key)
-        seq = header["seq"]
+        seq, epoch = int(header["seq"]), header["epoch"]
+        if not isinstance(epoch, int):
+            raise ValueError("its epoch is not an integer")
+        if state is not None and state.epoch == epoch and seq < state.next_seq:
+            if header.get("replay"):
+                return -1
         gap = 0
-        if state is not None and state.epoch == header["epoch"] and seq > state.next_seq:
+        if state is not None and state.epoch == epoch and seq > state.next_seq:
             gap = seq - state.next_seq
             self.gaps += gap
-        self._topics[key] = _TopicState(seq + 1, header["epoch"])
+        if state is None or state.epoch != epoch or seq >= state.next_seq:
+            self._topics[key] = _TopicState(seq + 1, epoch)
         return gap
 
     def iter(self, timeout: float | None = None, count: int | None = None) -> Iterator[Message]:

@@ -25,7 +25,7 @@ from vidinfer.detections import Attribute, Detections
 
 __all__ = ["SCHEMA_VERSION", "Kind", "TOPIC_PREFIX", "topic", "encode_header", "decode_header",
            "detections_body", "decode_body", "STREAM_ID_PATTERN", "STAGE_KIND_PATTERN", "check_stage_kind",
-           "valid_stream_id"]
+           "valid_stream_id", "REPLAY", "RETAINED", "with_flags"]
 
 SCHEMA_VERSION = (1, 1)
 STREAM_ID_PATTERN = r"^[A-Za-z0-9_\-:]{1,128}$"  # no dots: the dot terminates a topic
@@ -85,21 +85,39 @@ def topic(kind: Kind | str, stream_id: str) -> bytes:
     return f"{topic_prefix(kind)}.{stream_id}.".encode("ascii")
 
 
-def encode_header(kind: Kind | str, publisher_id: str, epoch: int, seq: int, emit_ns: int) -> bytes:
+# Header flags (1.1, the header's eighth field).
+REPLAY = 1  # a repeat of an earlier message for a subscriber that joined after it (never a new one)
+RETAINED = 2  # state: the latest message of its topic is kept and replayed to late joiners
+
+
+def encode_header(kind: Kind | str, publisher_id: str, epoch: int, seq: int, emit_ns: int, flags: int = 0) -> bytes:
     name = kind.value if isinstance(kind, Kind) else kind
-    return msgpack.packb([SCHEMA_VERSION[0], SCHEMA_VERSION[1], name, publisher_id, epoch, seq, emit_ns])
+    return msgpack.packb([SCHEMA_VERSION[0], SCHEMA_VERSION[1], name, publisher_id, epoch, seq, emit_ns, flags])
+
+
+def with_flags(raw_header: bytes, flags: int) -> bytes:
+    """The same header with ``flags`` set as well (a replay of a kept message: same seq and times)."""
+    fields = msgpack.unpackb(raw_header)
+    while len(fields) < 8:
+        fields.append(0)
+    fields[7] = int(fields[7] or 0) | flags
+    return msgpack.packb(fields)
 
 
 def decode_header(raw: bytes) -> dict[str, Any]:
-    """Header fields by name. Fields appended by later minor versions are kept under ``extra``."""
+    """Header fields by name (``flags`` 0 when a 1.0 header has none). Fields appended by later
+    minor versions are kept under ``extra``."""
     fields = msgpack.unpackb(raw)
     if not isinstance(fields, list) or len(fields) < 7:
         raise ValueError("not a vidinfer header: expected a msgpack array of at least 7 fields")
     major, minor, kind, publisher_id, epoch, seq, emit_ns = fields[:7]
     header = {"version": f"{major}.{minor}", "major": major, "minor": minor, "kind": kind,
               "publisher_id": publisher_id, "epoch": epoch, "seq": seq, "emit_ns": emit_ns}
-    if len(fields) > 7:
-        header["extra"] = fields[7:]
+    flags = fields[7] if len(fields) > 7 and isinstance(fields[7], int) else 0
+    header["flags"] = flags
+    header["replay"] = bool(flags & REPLAY)
+    if len(fields) > 8:
+        header["extra"] = fields[8:]
     return header
 
 

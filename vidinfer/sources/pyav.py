@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 import time
+import traceback
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ from av.video.reformatter import Interpolation
 from vidinfer.config import StreamSpec
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.redact import redact_url, scrub
 from vidinfer.sources.base import DecodeHints, FrameQueue, SourceStats
-from vidinfer.sources.urls import redact_url
+from vidinfer.sources.ffmpeg_options import unknown_options
 
 __all__ = ["DecodeError", "INTERPOLATION", "PyAVSource", "SoftwareDecoding", "SourceStats", "UnsupportedInput",
            "scaled_rgb"]
@@ -136,7 +138,18 @@ class PyAVSource:
         self.decode_threads = self.spec.decode_threads or hints.decode_threads
         self.keep_source = hints.full_frames
         self.decoding = self._decoding if self._decoding is not None else SoftwareDecoding(hints.full_frames)
+        self._warn_unknown_options()
         self._thread.start()
+
+    def _warn_unknown_options(self) -> None:
+        """FFmpeg ignores an option no part of it knows, in silence: say so (`ffmpeg_options`)."""
+        unknown = unknown_options(self.spec.options) if self.spec.options else None
+        if unknown:
+            names = ", ".join(repr(n) for n in unknown)
+            one = len(unknown) == 1
+            log.warning("stream %s: unknown FFmpeg option%s %s in its options, ignored by FFmpeg; fix the name%s or "
+                        "remove %s (`ffmpeg -h full` lists FFmpeg's options)", self.spec.id, "" if one else "s",
+                        names, "" if one else "s", "it" if one else "them")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -192,7 +205,7 @@ class PyAVSource:
                     break
                 except (av.FFmpegError, OSError) as exc:
                     # PyAV puts the URL in the message: keep its credentials out of events and logs.
-                    reason = f"read error: {_short(exc).replace(self.spec.url, self.safe_url)}"
+                    reason = f"read error: {scrub(_short(exc), self.spec.url)}"
                     if not self._may_reconnect(attempt):
                         final_state, final_reason = StreamState.FAILED, reason
                         break
@@ -214,8 +227,9 @@ class PyAVSource:
             else:
                 final_reason = "stopped"
         except Exception as exc:  # a bug must not take other streams down: report it on this one
-            log.exception("stream %s: unexpected error", self.spec.id)
-            final_state, final_reason = StreamState.FAILED, f"internal error: {_short(exc)}"
+            # The traceback may quote the URL: its secrets are masked there too.
+            log.error("stream %s: unexpected error: %s", self.spec.id, scrub(traceback.format_exc(), self.spec.url))
+            final_state, final_reason = StreamState.FAILED, f"internal error: {scrub(_short(exc), self.spec.url)}"
         info = {"frames_decoded": self.stats.decoded, "frames_analysed": self.stats.queued,
                 "frames_dropped": self.queue.dropped, "decode_errors": self.stats.decode_errors}
         self.queue.put(StreamEvent(self.spec.id, final_state, final_reason, info, end_of_stream=True))
@@ -427,7 +441,7 @@ def _short(exc: BaseException) -> str:
 def _describe_open_error(exc: BaseException, url: str, safe_url: str) -> str:
     if isinstance(exc, FileNotFoundError) and "://" not in url:
         return f"file '{url}' does not exist; check the stream's url"
-    text = _short(exc).replace(url, safe_url)
+    text = scrub(_short(exc), url)
     if isinstance(exc, (TimeoutError, av.error.ExitError)) or "timed out" in text.lower():
         return f"no answer from {safe_url} within the open timeout ({text})"
     if "no video stream" in text:

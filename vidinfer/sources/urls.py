@@ -1,19 +1,5 @@
-"""URL helpers."""
+"""URL helpers (kept here for imports of 0.2): see `vidinfer.redact`."""
 
-from __future__ import annotations
+from vidinfer.redact import MASK, SECRET_WORDS, UNPARSABLE, redact_url, scrub, url_scheme
 
-from urllib.parse import urlsplit, urlunsplit
-
-__all__ = ["redact_url"]
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user name and password replaced by ``***``, safe to log and publish."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if not parts.netloc or "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+__all__ = ["redact_url", "scrub", "url_scheme", "SECRET_WORDS", "MASK", "UNPARSABLE"]

@@ -42,6 +42,10 @@ __all__ = ["Stage", "StageContext", "FunctionStage", "Layers", "ReportSection", 
 log = logging.getLogger(__name__)
 
 
+# (stage name, kind, stream id, body, retain): how a context hands a stage's message to the pipeline.
+Emit = Callable[[str, str, str, dict[str, Any], bool], None]
+
+
 @runtime_checkable
 class Stage(Protocol):
     """One step of a pipeline.
@@ -120,7 +124,7 @@ class StageContext:
     """
 
     def __init__(self, stage_name: str, pipeline_name: str, backend: Backend, layers: Layers,
-                 stream_ids: Sequence[str], max_batch_size: int, emit: Callable[[str, str, str, dict[str, Any]], None],
+                 stream_ids: Sequence[str], max_batch_size: int, emit: Emit,
                  report: Callable[[str, ReportSection], None], cuts: ShotCuts, frames: FrameNeeds):
         self.name = stage_name
         self.pipeline_name = pipeline_name
@@ -204,13 +208,14 @@ class StageContext:
         self._frames.full = True
 
     # -- messages and report --
-    def emit(self, kind: str, stream_id: str, body: dict[str, Any]) -> None:
+    def emit(self, kind: str, stream_id: str, body: dict[str, Any], retain: bool = False) -> None:
         """Send a message of this stage's own to every sink (on ZeroMQ: topic ``<kind>.<stream>.``).
 
         Emitted while a batch is processed, it goes out after that batch's results; emitted in
-        ``on_stream_end``, before the stream's end-of-stream message.
+        ``on_stream_end``, before the stream's end-of-stream message. ``retain``: the message is
+        state (running figures, not an event): a subscriber that joins later gets the latest one.
         """
-        self._emit(self.name, kind, stream_id, body)
+        self._emit(self.name, kind, stream_id, body, retain)
 
     def report(self, section: str, data: Any, files: Sequence[str | Path] = (), summary: Any = None) -> None:
         """Add a section to the run report (``RunReport.sections[section]``)."""
@@ -252,8 +257,9 @@ class FunctionStage:
 
     def __init__(self, fn: Callable[..., Any], pixels: Pixels | str = Pixels.HOST, name: str | None = None,
                  options: type[BaseModel] | None = None, per_frame: bool = False,
-                 values: BaseModel | None = None):
+                 values: BaseModel | None = None, makes: Mapping[str, Sequence[str]] | None = None):
         self.fn = fn
+        self.makes = {k: list(v) for k, v in (makes or {}).items()}
         self.pixels = Pixels(pixels)
         self.name = name or getattr(fn, "__name__", "function")
         self.options_model = options
@@ -271,10 +277,10 @@ class FunctionStage:
             values = strict(self.options_model).model_validate(options)
         except ValidationError as exc:
             raise ConfigError(f"stage {self.name!r}: {_first_error(exc)}") from None
-        return FunctionStage(self.fn, self.pixels, self.name, self.options_model, self.per_frame, values)
+        return FunctionStage(self.fn, self.pixels, self.name, self.options_model, self.per_frame, values, self.makes)
 
     def renamed(self, name: str) -> FunctionStage:
-        return FunctionStage(self.fn, self.pixels, name, self.options_model, self.per_frame, self.values)
+        return FunctionStage(self.fn, self.pixels, name, self.options_model, self.per_frame, self.values, self.makes)
 
     def open(self, ctx: StageContext) -> None:
         values = self.values
@@ -285,6 +291,8 @@ class FunctionStage:
                 raise ConfigError(f"stage {self.name!r} needs options: {_first_error(exc)}") from None
         ctx.options = values
         self._ctx = ctx
+        for layer, classes in self.makes.items():
+            ctx.add_layer(layer, classes)
         setup = getattr(self.fn, "open", None)
         if callable(setup):
             setup(self._ctx)
@@ -334,7 +342,8 @@ class FrameFailures(Exception):
 
 
 def stage(fn: Callable[..., Any] | None = None, *, pixels: Pixels | str = Pixels.HOST, name: str | None = None,
-          options: type[BaseModel] | None = None, per_frame: bool = False) -> Any:
+          options: type[BaseModel] | None = None, per_frame: bool = False,
+          makes: Mapping[str, Sequence[str]] | None = None) -> Any:
     """Make a function a stage (see `FunctionStage`).
 
     Args:
@@ -345,9 +354,11 @@ def stage(fn: Callable[..., Any] | None = None, *, pixels: Pixels | str = Pixels
         options: a pydantic model of the function's options: in TOML, the ``[[stages]]`` table's
             other keys; in Python, ``fn.with_options(...)``.
         per_frame: call the function once per frame, ``fn(frame, layers[, ctx])``.
+        makes: the layers the function makes, each with its class names (``{"zones": ["left",
+            "right"]}``): it sets ``batch[name]`` for them (batch functions only).
     """
     def wrap(f: Callable[..., Any]) -> FunctionStage:
-        return FunctionStage(f, pixels, name, options, per_frame)
+        return FunctionStage(f, pixels, name, options, per_frame, makes=makes)
 
     return wrap(fn) if fn is not None else wrap
 

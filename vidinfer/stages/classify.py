@@ -7,16 +7,17 @@ or cut from the NV12 frame by the crop kernel on the GPU.
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import Annotated, ClassVar, Optional
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component
 from vidinfer.errors import ConfigError
+from vidinfer.limits import MAX_BATCH_SIZE, MAX_CROPS_WHY, MAX_THREADS, THREADS_WHY, why
 from vidinfer.models.classifier import ClassifierAdapter, SecondaryClassifier
 from vidinfer.stages.base import StageContext
-from vidinfer.stages.detect import LAYER_NAME
+from vidinfer.stages.detect import LAYER_NAME, Side
 from vidinfer.stages.options import FileRef, ModelRef, check_labels, model_file, read_labels
 
 __all__ = ["Classify"]
@@ -46,12 +47,13 @@ class Classify(Component):
     labels: Optional[list[str]] = None
     labels_file: Optional[FileRef] = None
     operate_on_classes: Optional[list[str]] = None
-    min_size: float = Field(default=0.0, ge=0)
-    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
+    min_size: Annotated[float, why("source pixels; FFmpeg decodes no frame wider than 16384")] = Field(
+        default=0.0, ge=0, le=16384)
+    input_size: Optional[tuple[Side, Side]] = None
     softmax: Optional[bool] = None
-    max_batch_size: int = Field(default=32, ge=1)
+    max_batch_size: Annotated[int, why(MAX_CROPS_WHY)] = Field(default=32, ge=1, le=MAX_BATCH_SIZE)
     output: Optional[str] = None
-    intra_op_threads: int = Field(default=0, ge=0)
+    intra_op_threads: Annotated[int, why(THREADS_WHY)] = Field(default=0, ge=0, le=MAX_THREADS)
 
     @model_validator(mode="after")
     def _labels(self) -> Classify:

@@ -9,20 +9,26 @@ by the fused kernel, and its run starts in `prepare`, overlapping the previous b
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import Field, PositiveInt, model_validator
+import numpy as np
+from pydantic import Field, model_validator
 
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component
+from vidinfer.errors import ConfigError
+from vidinfer.limits import MAX_SIDE, MAX_THREADS, THREADS_WHY, why
 from vidinfer.models.yolo import YoloAdapter
 from vidinfer.preprocess.letterbox import Letterbox
 from vidinfer.stages.base import StageContext
 from vidinfer.stages.options import FileRef, ModelRef, check_labels, model_file, read_labels
 
-__all__ = ["Detect", "LAYER_NAME"]
+__all__ = ["Detect", "LAYER_NAME", "Side"]
 
 LAYER_NAME = r"^[A-Za-z0-9_\-]{1,64}$"
+# A model input's width or height.
+Side = Annotated[int, Field(gt=0, le=MAX_SIDE), why(
+    "a model input's side; a 8192x8192 input already takes 800 MB a frame as float")]
 
 
 class Detect(Component):
@@ -48,12 +54,14 @@ class Detect(Component):
     classes: Optional[list[str]] = None
     labels_file: Optional[FileRef] = None
     layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
-    input_size: Optional[tuple[PositiveInt, PositiveInt]] = None
+    input_size: Optional[tuple[Side, Side]] = None
     conf_threshold: float = Field(default=0.25, ge=0, le=1)
     iou_threshold: float = Field(default=0.45, ge=0, le=1)
-    max_detections: int = Field(default=300, ge=1)
+    max_detections: Annotated[int, why(
+        "boxes kept per frame after NMS; a 640x640 YOLO model proposes 8400 in all")] = Field(default=300, ge=1,
+                                                                                             le=10_000)
     output: Optional[str] = None
-    intra_op_threads: int = Field(default=0, ge=0)
+    intra_op_threads: Annotated[int, why(THREADS_WHY)] = Field(default=0, ge=0, le=MAX_THREADS)
 
     @model_validator(mode="after")
     def _labels(self) -> Detect:
@@ -86,7 +94,12 @@ class Detect(Component):
         ctx.add_layer(self.layer, classes)
         slots = inp.padded_size(ctx.max_batch_size)
         # Two input tensors when the backend overlaps batch k+1's preparation with batch k.
-        self._tensors = [self._backend.new_batch(inp, slots) for _ in range(2 if self._backend.pipelined else 1)]
+        try:
+            self._tensors = [self._backend.new_batch(inp, slots) for _ in range(2 if self._backend.pipelined else 1)]
+        except MemoryError:  # CuPy's OutOfMemoryError is one too
+            mb = slots * inp.channels * inp.height * inp.width * np.dtype(inp.dtype).itemsize / 1e6
+            raise ConfigError(f"stage {ctx.name!r}: the detector's input for max_batch_size = {ctx.max_batch_size} "
+                              f"({mb:.0f} MB) cannot be allocated; lower max_batch_size") from None
         self._launched = 0
 
     @property

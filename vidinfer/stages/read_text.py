@@ -31,7 +31,7 @@ import queue
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Annotated, Any, Callable, ClassVar, Optional, Union
 
 import numpy as np
 from pydantic import Field
@@ -40,6 +40,7 @@ from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component
 from vidinfer.detections import Attribute, Detections
 from vidinfer.frame import Frame
+from vidinfer.limits import HOUR_S, MAX_THREADS, THREADS_WHY, why
 from vidinfer.stages.base import StageContext
 from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.stages.options import model_file
@@ -181,15 +182,19 @@ class ReadText(Component):
     cls_model: str = "ppocr:cls"
     orientation: bool = Field(default=True, description="run the 0/180 degree orientation classifier")
     rec_model: str = "ppocr:rec"
-    limit_side: int = Field(default=960, ge=32, description="longer side of the frame for text detection")
-    min_text_height: float = Field(default=12.0, ge=0, description="source pixels; smaller text is ignored")
-    interval_s: float = Field(default=0.0, ge=0, description="read each stream's text at most this often "
+    limit_side: Annotated[int, why(
+        "the text detector's input side; at 4096 one frame takes 200 MB and seconds on a CPU")] = Field(
+        default=960, ge=32, le=4096, description="longer side of the frame for text detection")
+    min_text_height: Annotated[float, why("source pixels; FFmpeg decodes no frame taller than 16384")] = Field(
+        default=12.0, ge=0, le=16384, description="source pixels; smaller text is ignored")
+    interval_s: Annotated[float, why("an hour; text held longer than that is stale")] = Field(
+        default=0.0, ge=0, le=HOUR_S, description="read each stream's text at most this often "
                               "(stream seconds; 0: every analysed frame); between reads the lines read are "
                               "held, moving with the camera, until the next read, a cut or a discontinuity")
     background: bool = Field(default=False, description="with interval_s: a read that falls due runs on a "
                              "reader thread while the frame goes on with the held text (live feeds: no frame "
                              "waits for a due read; results then depend on timing)")
-    intra_op_threads: int = Field(default=0, ge=0)
+    intra_op_threads: Annotated[int, why(THREADS_WHY)] = Field(default=0, ge=0, le=MAX_THREADS)
     reader: Optional[Union[str, Callable[..., Any]]] = Field(
         default=None, description="a reader of your own (package.module:factory in TOML); None: PP-OCR")
 

@@ -23,7 +23,7 @@ STAGE_TYPES = {
 }
 SINK_TYPES = {
     "zmq": "vidinfer.publish.sinks:ZmqSink",
-    "push": "vidinfer.publish.sinks:PushSink",
+    "reliable": "vidinfer.publish.reliable:ReliableSink",
     "file": "vidinfer.publish.sinks:FileSink",
 }
 PYTHON = "python"  # type = "python": function = "package.module:name"

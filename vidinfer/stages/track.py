@@ -10,7 +10,7 @@ resets its stream's tracker first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Optional, Protocol, Union
+from typing import Annotated, Any, ClassVar, Optional, Protocol, Union
 
 import numpy as np
 from pydantic import Field
@@ -19,6 +19,7 @@ from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component, Options
 from vidinfer.detections import Detections
 from vidinfer.errors import ConfigError
+from vidinfer.limits import HOUR_S, why
 from vidinfer.stages.base import StageContext
 from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.tracking.bytetrack import ByteTracker
@@ -44,8 +45,10 @@ class TrackOptions(Options):
     high_score: float = Field(default=0.5, ge=0, le=1, description="detections at or above start tracks")
     low_score: float = Field(default=0.1, ge=0, le=1, description="detections above only extend tracks")
     match_iou: float = Field(default=0.3, gt=0, le=1)
-    max_lost_s: float = Field(default=1.0, ge=0, description="stream seconds a track survives unseen")
-    max_distance: float = Field(default=1.5, ge=0, description="box sizes; 0 turns distance matching off")
+    max_lost_s: Annotated[float, why("an hour; an object unseen for longer is a new appearance")] = Field(
+        default=1.0, ge=0, le=HOUR_S, description="stream seconds a track survives unseen")
+    max_distance: Annotated[float, why("box sizes; a frame is rarely more than 100 boxes across")] = Field(
+        default=1.5, ge=0, le=100, description="box sizes; 0 turns distance matching off")
     detect_cuts: bool = Field(default=True, description="reset tracks at hard cuts between camera shots")
     tracker: Optional[Union[str, Callable[[], Any]]] = Field(
         default=None, description="a factory of your own tracker (package.module:name in TOML); "
