@@ -262,6 +262,23 @@ def test_composition_errors_are_one_sentence_before_anything_starts(models, stag
     assert str(err.value) == message
 
 
+def test_half_a_stage_is_refused_with_what_it_lacks(models):
+    class NoEnd:
+        def open(self, ctx):
+            pass
+
+        def __call__(self, batch):
+            pass
+
+        def __repr__(self):
+            return "NoEnd()"
+
+    with pytest.raises(vi.ConfigError) as err:
+        vi.Pipeline(streams(a="shapes_a"), [detect(models), NoEnd()], [])
+    assert str(err.value) == ("NoEnd() is not a stage: it lacks on_stream_end, close; a stage has open(ctx), "
+                              "__call__(batch), on_stream_end(stream_id) and close(), or is a function of the batch")
+
+
 def test_brand_exposure_without_logo_or_text_layer_names_the_layers_there_are(models):
     with pytest.raises(vi.ConfigError) as err:
         vi.Pipeline(streams(a="shapes_a"), [detect(models), vi.BrandExposure(brands=[{"name": "RED CO"}],

@@ -206,7 +206,7 @@ class Pipeline:
         self.report = RunReport(device=self.device, device_reason=self.device_reason, backends=dict(self.plan.stages))
         self.backend = make_backend(self.plan, gpu)
         self.sources: list[Source] = self._make_sources(sources)
-        self.stages: list[Stage] = [s if _is_stage(s) else FunctionStage(s) for s in stages]  # type: ignore[misc]
+        self.stages: list[Stage] = [_as_stage(s) for s in stages]
         self.sinks: list[Sink] = list(sinks)
         self.stage_names = _unique_names(self.stages, "stage")
         self.sink_names = _unique_names(self.sinks, "sink")
@@ -611,8 +611,19 @@ def _stream_id(item: Any) -> str:
     return item.id if isinstance(item, StreamSpec) else item.stream_id
 
 
-def _is_stage(obj: Any) -> bool:
-    return all(callable(getattr(obj, m, None)) for m in ("open", "on_stream_end", "close")) and callable(obj)
+_STAGE_METHODS = ("open", "on_stream_end", "close")
+
+
+def _as_stage(obj: Any) -> Stage:
+    """A stage object as given; a plain function as `vidinfer.stage(fn)`; anything half a stage is refused."""
+    has = [m for m in _STAGE_METHODS if callable(getattr(obj, m, None))]
+    if len(has) == len(_STAGE_METHODS) and callable(obj):
+        return obj
+    if not has and callable(obj):
+        return FunctionStage(obj)
+    missing = [m for m in ("__call__", *_STAGE_METHODS) if not callable(getattr(obj, m, None))]
+    raise ConfigError(f"{obj!r} is not a stage: it lacks {', '.join(missing)}; a stage has open(ctx), __call__(batch), "
+                      "on_stream_end(stream_id) and close(), or is a function of the batch")
 
 
 def _kind(stage: Any) -> str:
