@@ -181,10 +181,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     held = threading.Event()  # the first Ctrl-C/SIGTERM also ends [metrics] hold_s
     signals = _install_signal_handlers(None, on_stop=held.set)
     try:
-        return _run(args, signals, held)
+        code = _run(args, signals, held)
     finally:
         if not is_cli():  # main() called from Python: its caller's handlers again
             signals.restore()
+    if is_cli() and signals.pipeline is not None and any(src.alive for src in signals.pipeline.sources):
+        _exit_leaving_stuck_sources(code)
+    return code
+
+
+def _exit_leaving_stuck_sources(code: int) -> None:
+    """A source still inside FFmpeg (an open or read that cannot be interrupted) calls back into
+    Python from its thread; finalising the interpreter under it crashes the process (SIGSEGV).
+    Every result is out, the sinks are closed and the report written: leave without finalising."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace, signals: _Signals, held: threading.Event) -> int:
