@@ -2,6 +2,8 @@
 exercised against a fake `tensorrt` module (a mock at the GPU boundary, named so below).
 The real engine has not run on GPU hardware; tools/gpu_check.sh runs it where a GPU exists."""
 
+import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from vidinfer.engines.tensorrt import (
     BuildSettings,
     build_serialized_engine,
     engine_cache_key,
+    timing_cache_name,
 )
 from vidinfer.errors import ModelError
 
@@ -28,15 +31,73 @@ def test_cache_key_is_stable_and_changes_with_everything_a_plan_depends_on():
         assert engine_cache_key(replace(SETTINGS, **change)) != key, change
 
 
+def _timing_blob(trt, *entries):
+    """A serialised timing cache as ``trt`` makes them (its version and GPU in the header)."""
+    cache = trt.Builder(None).create_builder_config().create_timing_cache(b"")
+    cache.entries += list(entries)
+    return cache.serialize()
+
+
 def test_build_uses_one_batch_profile_and_the_timing_cache_with_fake_tensorrt(tmp_path):
     trt = FakeTensorRT()
-    plan, timing = build_serialized_engine(trt, tmp_path / "det.onnx", SETTINGS, b"old")
-    assert plan == b"PLAN" and timing == b"old+new"
-    assert ("network", 0) in trt.calls  # explicit batch: no deprecated flags (removed in TensorRT 11)
+    old = _timing_blob(trt, "tactics of an earlier build")
+    grown = _timing_blob(trt, "tactics of an earlier build", "tactics of det.onnx")
+    plan, timing = build_serialized_engine(trt, tmp_path / "det.onnx", SETTINGS, old)
+    assert plan == b"PLAN" and timing == grown  # the saved cache was used and grew
     assert ("profile", "images", (1, 3, 640, 640), (8, 3, 640, 640), (8, 3, 640, 640)) in trt.calls
     assert ("pool", "workspace", 2 << 30) in trt.calls
-    assert ("timing_cache", b"old", False) in trt.calls
+    assert ("timing_cache", old, False) in trt.calls
     assert trt.config.builder_optimization_level == 3
+
+
+@pytest.mark.parametrize("version, flags", [("10.16.1", 1 << 1), ("11.4.0", 0)])
+def test_networks_are_strongly_typed_on_tensorrt_10_and_11_with_fake_tensorrt(tmp_path, version, flags):
+    """On 10, create_network(0) is weakly typed (an FP16 ONNX may run in FP32): STRONGLY_TYPED (= 1)
+    is asked for; 11 types every network strongly and keeps the flag only as an ignored 0."""
+    trt = FakeTensorRT(version=version)
+    build_serialized_engine(trt, tmp_path / "det.onnx", replace(SETTINGS, tensorrt_version=version))
+    assert [(n.flags, n.strongly_typed) for n in trt.networks] == [(flags, True)]
+
+
+def test_tensorrt_older_than_10_is_refused_with_one_sentence_with_fake_tensorrt(tmp_path):
+    with pytest.raises(ModelError) as err:
+        build_serialized_engine(FakeTensorRT(version="8.6.1"), tmp_path / "det.onnx", SETTINGS)
+    assert str(err.value) == ("TensorRT 8.6.1 is too old for vidinfer, which builds strongly typed networks with "
+                              "TensorRT 10 or 11; pip install 'tensorrt>=10'")
+
+
+def test_a_timing_cache_from_another_tensorrt_is_replaced_by_a_fresh_one_with_a_warning_with_fake_tensorrt(
+        tmp_path, caplog):
+    trt = FakeTensorRT()
+    other = _timing_blob(FakeTensorRT(version="10.8.0-fake"), "tactics timed by 10.8")
+    with caplog.at_level(logging.WARNING, logger="vidinfer.engines.tensorrt"):
+        plan, timing = build_serialized_engine(trt, tmp_path / "det.onnx", SETTINGS, other)
+    assert plan == b"PLAN" and timing == _timing_blob(trt, "tactics of det.onnx")  # this version's, fresh
+    assert [r.getMessage() for r in caplog.records] == [
+        "TensorRT refused the saved timing cache (another GPU or TensorRT version made it, or it is damaged); "
+        "building det.onnx with a fresh one"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vidinfer.engines.tensorrt"):  # a damaged file: the same
+        assert build_serialized_engine(trt, tmp_path / "det.onnx", SETTINGS, b"\x00garbage")[1] == timing
+    assert len(caplog.records) == 1
+
+
+def test_a_build_without_a_timing_cache_returns_none_to_save_with_fake_tensorrt(tmp_path, caplog):
+    """get_timing_cache() is None when no cache could be attached: nothing to serialise."""
+    with caplog.at_level(logging.WARNING, logger="vidinfer.engines.tensorrt"):
+        plan, timing = build_serialized_engine(FakeTensorRT(timing_cache=False), tmp_path / "det.onnx", SETTINGS)
+    assert plan == b"PLAN" and timing == b""
+    assert caplog.records[-1].getMessage() == ("TensorRT would not take a fresh timing cache; building det.onnx "
+                                               "without one")
+
+
+def test_timing_cache_file_is_named_by_gpu_and_tensorrt_version():
+    name = timing_cache_name(SETTINGS)
+    assert re.fullmatch(r"timing-trt10\.16\.1-sm90-[0-9a-f]{12}\.cache", name), name
+    for change in [dict(tensorrt_version="11.4.0"), dict(gpu_name="Tesla T4"), dict(compute_capability="7.5")]:
+        assert timing_cache_name(replace(SETTINGS, **change)) != name, change
+    for same in [dict(model_sha256="cd" * 32), dict(max_batch=16), dict(height=320)]:  # shared by every model
+        assert timing_cache_name(replace(SETTINGS, **same)) == name, same
 
 
 def test_parse_failure_is_one_sentence_with_fake_tensorrt(tmp_path):
