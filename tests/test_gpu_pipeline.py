@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import threading
 
 import av
 import numpy as np
@@ -33,8 +34,9 @@ def emulator(tmp_path_factory):
     return kernel_emulator(tmp_path_factory.mktemp("kernels"))
 
 
-def _pipeline(models, tmp_path, streams, classifiers=True, track=False, extra=()):
-    """A device = "gpu" pipeline over sample clips; results per stream collected by a callback sink."""
+def _pipeline(models, tmp_path, streams, classifiers=True, track=False, extra=(), device_id=0):
+    """A device = "gpu" pipeline over sample clips (or files: a value with a suffix); results per
+    stream collected by a callback sink."""
     results: dict[str, list] = {}
     stages = [vi.Detect(model=models / "detector.onnx", classes=SHAPE_CLASSES, conf_threshold=0.5, iou_threshold=0.5)]
     if classifiers:
@@ -42,9 +44,11 @@ def _pipeline(models, tmp_path, streams, classifiers=True, track=False, extra=()
     if track:
         stages.append(vi.Track())
     sink = vi.CallbackSink(on_frame=lambda f, layers: results.setdefault(f.stream_id, []).append((f, layers["objects"])))
-    pipeline = vi.Pipeline([StreamSpec(id=sid, url=str(CLIPS / f"{clip}.mp4")) for sid, clip in streams.items()],
+    urls = {sid: str(clip if str(clip).endswith((".mp4", ".webm")) else CLIPS / f"{clip}.mp4")
+            for sid, clip in streams.items()}
+    pipeline = vi.Pipeline([StreamSpec(id=sid, url=url) for sid, url in urls.items()],
                            [*stages, *extra], [sink], name="gpu", device="gpu", max_batch_size=4, max_delay_ms=5,
-                           gpu=GpuSpec(engine_cache_dir=tmp_path / "engines"))
+                           gpu=GpuSpec(engine_cache_dir=tmp_path / "engines", device_id=device_id))
     return pipeline, results
 
 
@@ -104,6 +108,34 @@ def test_gpu_decoder_fault_with_fake_pynvvideocodec_recreates_only_that_stream_a
     assert f'vidinfer_nvdec_frames_decoded_total{{stream="{healthy.stream_id}"}} 100.0' in text
     assert 'vidinfer_backend_info{backend="fused NV12 letterbox kernel (CuPy)",stage="preprocessing"} 1.0' in text
     assert 'vidinfer_device_info{device="gpu"} 1.0' in text
+
+
+def test_gpu_pipeline_on_gpu_1_run_from_another_thread_with_fake_two_gpu_cuda_modules(models, tmp_path, monkeypatch,
+                                                                                    emulator):
+    """gpu.device_id = 1, the pipeline run from a thread of its own (CUDA's current device is per
+    thread: 0 there and on the source threads): every frame is decoded and preprocessed on GPU 1,
+    whose streams refuse any other current device, and every box is found. A 4:4:4 stream beside it
+    fails alone, with its reason, when it opens."""
+    from gpu_fakes import DecodingNvc, encode_clip
+
+    fakes = install_fake_gpu(monkeypatch, emulator, nvc=DecodingNvc(devices=2))
+    fakes.cupy.device_count = 2
+    bad = encode_clip(tmp_path / "yuv444p.mp4", pix_fmt="yuv444p")
+    pipeline, results = _pipeline(models, tmp_path, {"cam-d": "shapes_d", "pro": bad}, classifiers=False,
+                                  device_id=1)
+    done: dict = {}
+    runner = threading.Thread(target=lambda: done.setdefault("report", pipeline.run()))
+    runner.start()
+    runner.join(120)
+    report = done["report"]
+    assert report.streams["cam-d"].state == "ended" and report.streams["pro"].state == "failed"
+    assert report.streams["pro"].reason.endswith("its chroma is 4:4:4 (yuv444p) (NVDEC gives YUV444) and the GPU "
+                                                 "preprocessing kernels read 4:2:0 only; run it with device = 'cpu'")
+    gt = load_gt("shapes_d")
+    assert [f.frame_no for f, _ in results["cam-d"]] == sorted(gt)
+    for f, det in results["cam-d"]:
+        assert_matches_gt(det.xyxy, det.class_id, gt[f.frame_no], where=f"cam-d {f.frame_no}")
+    assert {kw["gpuid"] for kw in fakes.nvc.created} == {1}
 
 
 def test_vpf_decoder_with_fake_pynvcodec_gives_the_frames_pyav_decodes(monkeypatch):

@@ -579,15 +579,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from vidinfer.devices import capabilities, plan_device
+    from vidinfer.devices import capabilities, gpu_advice, plan_device
 
-    for cap in capabilities():
+    caps = capabilities()
+    for cap in caps:
         mark = "yes" if cap.available else "no "
         print(f"{cap.kind:<8} {cap.name:<26} {mark}  {cap.detail}")
-    plan = plan_device("auto")
+    plan = plan_device("auto", caps)
     print(f"device = 'auto' runs on: {plan.device} ({plan.reason})")
     for stage, backend in plan.stages.items():
         print(f"  {stage:<14} {backend}")
+    for line in gpu_advice(caps):  # on a GPU machine: each missing piece and the package to install
+        print(line)
     return EXIT_OK
 
 

@@ -17,10 +17,14 @@ class DeviceNV12:
     """A decoded frame left in GPU memory (the GPU backend's `Frame.image`).
 
     Attributes:
-        data: CuPy uint8 (1.5 * height, width) NV12: luma rows, then interleaved U, V rows.
+        data: CuPy uint8 NV12: ``height`` luma rows, then ceil(height / 2) rows of interleaved U, V;
+            its width may be ``width`` rounded up to even (NVDEC's layout for an odd width).
         width, height: the frame's size in pixels.
         standard: the colour matrix, "bt601" or "bt709", from the stream's colour information.
         full_range: True for full-range (JPEG) YUV, False for studio range (16..235).
+        chroma_siting: "left" (chroma co-sited with the even luma columns: H.264, HEVC, MPEG-4
+            part 2) or "center" (VP8, VP9, AV1), as the CPU path's swscale places it
+            (`vidinfer.preprocess.crops.chroma_siting`).
     """
 
     data: Any
@@ -28,6 +32,7 @@ class DeviceNV12:
     height: int
     standard: str = "bt601"
     full_range: bool = False
+    chroma_siting: str = "center"
 
     def colour(self) -> tuple[Any, Any]:
         """(3x3 matrix, offsets) turning this frame's YUV into RGB (`yuv_to_rgb_matrix`)."""

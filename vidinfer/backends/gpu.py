@@ -10,6 +10,8 @@ Streams and ordering:
 
 * each source decodes on its own CUDA stream and synchronises it before queueing a frame
   (`vidinfer.sources.nvdec.NvdecDecoding`), so every queued frame is complete;
+* CUDA's current device is per thread: the sources make ``gpu.device_id`` current on their
+  threads, and every method here makes it current on the caller's (the pipeline's) thread;
 * this backend launches the letterbox and crop kernels on one preprocessing stream; TensorRT's
   stream waits for it through an event (``run_async(..., after=event)``), so the pipeline thread
   never blocks between preprocessing and inference;
@@ -87,17 +89,27 @@ class GpuBackend:
 
         return OnnxRuntimeGpuEngine(path, input_size, max_batch, self.gpu, self.cache_dir)
 
+    def _device(self) -> Any:
+        """The backend's GPU as the current device of the calling thread, for a ``with``."""
+        return self.cp.cuda.Device(self.gpu)
+
     def new_batch(self, inp: ImageInput, slots: int) -> Any:
-        return self.cp.empty((slots, 3, inp.height, inp.width), inp.dtype)
+        with self._device():
+            return self.cp.empty((slots, 3, inp.height, inp.width), inp.dtype)
 
     def launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> GpuRun:
         """Letterbox every frame into its slot (any box: the kernel reads the whole NV12 frame),
         then start the detector; returns at once (TensorRT)."""
+        with self._device():
+            return self._launch(engine, batch, frames, boxes)
+
+    def _launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> GpuRun:
         n = len(frames)
         for i, (f, box) in enumerate(zip(frames, boxes)):
             if isinstance(f.image, DeviceNV12):
                 matrix, offsets = f.image.colour()
-                letterbox_nv12_into(batch, i, f.image.data, None, box, matrix, offsets, stream=self.stream)
+                letterbox_nv12_into(batch, i, f.image.data, None, box, matrix, offsets, stream=self.stream,
+                                    chroma_siting=f.image.chroma_siting)
             else:  # host pixels (an ArraySource): the CPU's resize, then one upload of the slot
                 from vidinfer.backends.cpu import detector_image
 
@@ -114,6 +126,10 @@ class GpuBackend:
 
     def crops(self, frames: Sequence[Frame], boxes: Sequence[Any], out_h: int, out_w: int, dtype: Any) -> Any:
         """The secondary classifiers' input: every frame's boxes cut from its NV12 frame on the GPU."""
+        with self._device():
+            return self._crops(frames, boxes, out_h, out_w, dtype)
+
+    def _crops(self, frames: Sequence[Frame], boxes: Sequence[Any], out_h: int, out_w: int, dtype: Any) -> Any:
         cp = self.cp
         parts = []
         with self.stream:
@@ -121,9 +137,11 @@ class GpuBackend:
                 if not len(xyxy):
                     continue
                 if isinstance(f.image, DeviceNV12):
-                    matrix, offsets = f.image.colour()
-                    parts.append(crop_resize_nv12(f.image.data, None, xyxy, out_h, out_w, matrix, offsets,
-                                                  stream=self.stream))
+                    img = f.image
+                    matrix, offsets = img.colour()
+                    parts.append(crop_resize_nv12(img.data, None, xyxy, out_h, out_w, matrix, offsets,
+                                                  stream=self.stream, chroma_siting=img.chroma_siting,
+                                                  size=(img.width, img.height)))
                 else:  # host pixels (an ArraySource): crops on the CPU, uploaded
                     parts.append(cp.asarray(host_crops([f], [xyxy], out_h, out_w, np.float32)))
             tensor = cp.ascontiguousarray(cp.concatenate(parts).astype(dtype, copy=False))
@@ -138,15 +156,14 @@ class GpuBackend:
         swscale pass. ``image`` becomes the RGB detector-size image the CPU backend would have
         made, ``source`` the full-resolution frame as a PyAV NV12 frame tagged with its colours.
         """
-        import av
-
         out = []
         for f in frames:
             img = f.image
             if not isinstance(img, DeviceNV12):  # already host pixels (an ArraySource)
                 out.append(f)
                 continue
-            full = av.VideoFrame.from_ndarray(to_numpy(img.data), format="nv12")
+            with self._device():
+                full = _host_frame(img)
             full.colorspace = _AVCOL_SPC[img.standard]
             full.color_range = _AVCOL_RANGE[img.full_range]
             box = f.letterbox
@@ -156,4 +173,23 @@ class GpuBackend:
         return out
 
     def close(self) -> None:
-        self.stream.synchronize()
+        with self._device():
+            self.stream.synchronize()
+
+
+def _host_frame(img: DeviceNV12) -> Any:
+    """A host copy of a device frame as a PyAV frame: NV12 (one copy of the array), or for an odd
+    size, which PyAV's NV12 cannot hold, YUV 4:2:0 planes."""
+    import av
+
+    nv12 = to_numpy(img.data)
+    w, h = img.width, img.height
+    if w % 2 == 0 and h % 2 == 0 and nv12.shape == (h * 3 // 2, w):
+        return av.VideoFrame.from_ndarray(nv12, format="nv12")
+    frame = av.VideoFrame(w, h, "yuv420p")
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+    uv = nv12[h:h + ch]
+    planes: list[Any] = list(frame.planes)
+    for plane, arr in zip(planes, (nv12[:h, :w], uv[:, 0:2 * cw:2], uv[:, 1:2 * cw:2])):
+        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :arr.shape[1]] = arr
+    return frame

@@ -14,7 +14,7 @@ import numpy as np
 
 from vidinfer._xp import array_module
 
-__all__ = ["colour_standard", "crop_resize_rgb", "crop_resize_yuv420", "yuv_to_rgb_matrix"]
+__all__ = ["chroma_siting", "colour_standard", "crop_resize_rgb", "crop_resize_yuv420", "yuv_to_rgb_matrix"]
 
 
 def _sample_grid(xyxy: Any, out_h: int, out_w: int, xp: Any) -> tuple[Any, Any]:
@@ -76,6 +76,20 @@ def colour_standard(colorspace: Any, color_range: Any, pix_fmt: str = "") -> tup
     except (TypeError, ValueError):
         pass
     return standard, full
+
+
+# Codecs whose 4:2:0 chroma FFmpeg's decoders tag as co-sited with the even luma columns
+# (AVCHROMA_LOC_LEFT, the default of the MPEG-2, MPEG-4 part 2, H.264 and HEVC specifications
+# when the stream does not say); swscale then interpolates it there. MPEG-1, VP8, VP9 and AV1
+# frames come out centre-sited or untagged, which swscale takes as centre-sited (measured with
+# FFmpeg 8 / PyAV 18: the siting that matches swscale to 0.51/255 at an exact 2x downscale).
+_LEFT_SITED = frozenset({"h264", "hevc", "mpeg4", "mpeg2video"})
+
+
+def chroma_siting(codec: str) -> str:
+    """"left" or "center": where the CPU path's swscale puts this codec's 4:2:0 chroma, for the
+    GPU kernels' ``chroma_siting`` (a siting the stream signals otherwise is not read)."""
+    return "left" if codec in _LEFT_SITED else "center"
 
 
 def yuv_to_rgb_matrix(standard: str = "bt601", full_range: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,18 @@ NV12 input, as PyNvVideoCodec hands it out (see ../shared/reference/gpu_api.md, 
 * two planes: ``y`` (H, W) or (H, W, 1) and ``uv`` (H/2, W) or (H/2, W/2, 2), e.g.
   ``cp.asarray(frame.cuda()[0])``, ``cp.asarray(frame.cuda()[1])``.
 
-Rows may be pitched (``strides[0]`` is used as the pitch); each row must be contiguous.
+Rows may be pitched (``strides[0]`` is used as the pitch); each row must be contiguous. Odd
+sizes: a (1.5H, W) array whose row count was rounded down (PyNvVideoCodec's DLPack shape for an
+odd H), and an odd-width array whose chroma rows hold floor(W/2) U, V pairs, are read as they
+are, the missing edge chroma sample repeated.
+
+Chroma siting (``chroma_siting``): "center", or "left" for chroma co-sited with the even luma
+columns, the H.264 / HEVC / MPEG-4 part 2 default, which the CPU path's swscale honours for the
+frames FFmpeg decodes (see `vidinfer.preprocess.reference`).
+
+CUDA headers: the kernels include ``<cuda_fp16.h>``; `cuda_include_dir` finds the CUDA headers
+where CuPy 14 looks (NVIDIA's ``nvidia-cuda-runtime`` wheels, a conda environment, CUDA_HOME /
+CUDA_PATH, /usr/local/cuda) and the compile gets ``-I`` that folder.
 
 NOT RUN ON A GPU. Nothing in this module has been executed with CuPy on a CUDA device: the
 kernels were compiled with nvcc (sm_80, sm_90) and executed on the CPU through a C++ emulation of
@@ -27,6 +38,10 @@ through CuPy (including whether ``<cuda_fp16.h>`` is found; a fallback without i
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
+import site
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,12 +50,13 @@ from typing import Any
 import numpy as np
 
 from vidinfer.preprocess.letterbox import Letterbox
-from vidinfer.preprocess.reference import letterbox_region, normalisation_constants
+from vidinfer.preprocess.reference import CHROMA_DX, letterbox_region, normalisation_constants, nv12_chroma_size
 
 __all__ = [
     "KERNEL_DIR",
     "crop_resize_nv12",
     "crop_resize_nv12_args",
+    "cuda_include_dir",
     "kernel_source",
     "letterbox_nv12_args",
     "letterbox_nv12_into",
@@ -70,12 +86,79 @@ def kernel_source(filename: str) -> str:
     return "\n".join(out) + "\n"
 
 
+# Where CuPy 14 (through cuda-pathfinder) finds the CUDA runtime headers, in its order: NVIDIA's
+# wheels (CUDA 13: nvidia-cuda-runtime 13.x, one nvidia/cu13 tree; CUDA 12: nvidia-cuda-runtime-cu12),
+# then conda, then CUDA_HOME / CUDA_PATH, then /usr/local/cuda.
+_WHEEL_INCLUDE_DIRS = ("nvidia/cu13/include", "nvidia/cuda_runtime/include")
+_HEADER = "cuda_fp16.h"
+SYSTEM_CUDA = "/usr/local/cuda"  # the toolkit's default install folder on Linux
+
+
+def _site_dirs() -> list[str]:
+    dirs = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    try:
+        dirs += [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:  # a virtualenv's old site.py
+        pass
+    return list(dict.fromkeys(dirs))
+
+
+def cuda_include_dir() -> str | None:
+    """The folder holding the CUDA runtime headers (``cuda_fp16.h``), or None.
+
+    Searched as CuPy 14 does: cuda-pathfinder's ``find_nvidia_header_directory("cudart")`` when
+    installed (CuPy 14 depends on it), else the same places by hand: NVIDIA's wheels under
+    site-packages, ``$CONDA_PREFIX/targets/*/include`` (conda's CUDA layout) and
+    ``$CONDA_PREFIX/include``, ``$CUDA_HOME/include``, ``$CUDA_PATH/include``, /usr/local/cuda/include
+    (found only there, CUDA_PATH is set to /usr/local/cuda so that CuPy's own compiles find it too).
+    """
+    try:
+        from cuda.pathfinder import find_nvidia_header_directory  # type: ignore[import-not-found]
+
+        found = find_nvidia_header_directory("cudart")
+        if found and os.path.isfile(os.path.join(found, _HEADER)):
+            return str(found)
+    except Exception:  # noqa: BLE001 - not installed, or an older cuda-pathfinder
+        pass
+    candidates = [os.path.join(d, sub) for d in _site_dirs() for sub in _WHEEL_INCLUDE_DIRS]
+    conda = os.environ.get("CONDA_PREFIX")
+    if conda:
+        candidates += [*sorted(glob.glob(os.path.join(conda, "targets", "*", "include"))),
+                       os.path.join(conda, "include")]
+    candidates += [os.path.join(os.environ[v], "include") for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
+    system = os.path.join(SYSTEM_CUDA, "include")
+    candidates.append(system)
+    found = next((d for d in candidates if os.path.isfile(os.path.join(d, _HEADER))), None)
+    if found == system and not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+        # CuPy 14's own compiles look in CUDA_HOME / CUDA_PATH but (with a cuda-pathfinder older
+        # than its /usr/local/cuda fallback) not here: point them at this toolkit too.
+        os.environ["CUDA_PATH"] = SYSTEM_CUDA
+    return found
+
+
+def _headers_missing(cupy: Any) -> str:
+    """One sentence: the CUDA headers were not found, and the package that brings them."""
+    try:
+        major = int(cupy.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:  # noqa: BLE001
+        major = 0
+    wheel = {12: "pip install 'nvidia-cuda-runtime-cu12'", 13: "pip install 'nvidia-cuda-runtime==13.*'"}.get(
+        major, "pip install 'nvidia-cuda-runtime-cu12' (CUDA 12) or 'nvidia-cuda-runtime==13.*' (CUDA 13)")
+    return (f"the CUDA headers the GPU preprocessing kernels compile against ({_HEADER}) are not in NVIDIA's "
+            f"wheels, a conda environment, CUDA_HOME, CUDA_PATH or /usr/local/cuda; {wheel}, "
+            "or set CUDA_PATH to a CUDA toolkit that has its include folder")
+
+
 _lock = threading.Lock()
 _modules: dict[tuple[str, int], Any] = {}
 
 
 def _function(filename: str, name: str) -> Any:
-    """The compiled kernel ``name`` of ``filename``: one RawModule per file, device and process."""
+    """The compiled kernel ``name`` of ``filename``: one RawModule per file, device and process.
+
+    Compiled with ``-I`` `cuda_include_dir`; without ``<cuda_fp16.h>`` (``VIDINFER_NO_CUDA_FP16``)
+    if that fails. With no CUDA headers anywhere the error says which package brings them (CuPy 14
+    itself compiles nothing without them)."""
     import cupy
 
     key = (filename, cupy.cuda.Device().id)
@@ -83,14 +166,20 @@ def _function(filename: str, name: str) -> Any:
         mod = _modules.get(key)
         if mod is None:
             src = kernel_source(filename)
+            include = cuda_include_dir()
+            options = COMPILE_OPTIONS + ((f"-I{include}",) if include else ())
             try:
-                mod = cupy.RawModule(code=src, options=COMPILE_OPTIONS)
+                mod = cupy.RawModule(code=src, options=options)
                 mod.get_function(name)  # compile now, so the fallback below can catch failures
             except Exception as first:  # noqa: BLE001 - CompileException, or a missing header
                 try:
-                    mod = cupy.RawModule(code=src, options=(*COMPILE_OPTIONS, NO_FP16_HEADER))
+                    mod = cupy.RawModule(code=src, options=(*options, NO_FP16_HEADER))
                     mod.get_function(name)
                 except Exception as second:
+                    if include is None:
+                        raise RuntimeError(f"compiling {filename} failed: {_headers_missing(cupy)} "
+                                           f"({str(second).splitlines()[0][:200] if str(second) else second!r})"
+                                           ) from second
                     raise RuntimeError(f"compiling {filename} failed: {first}\n"
                                        f"and without <cuda_fp16.h>: {second}") from second
             _modules[key] = mod
@@ -98,21 +187,25 @@ def _function(filename: str, name: str) -> Any:
 
 
 def split_nv12(nv12: Any, height: int | None = None) -> tuple[Any, Any]:
-    """(y, uv) views of a (1.5H, W) NV12 array (NumPy or CuPy); ``height`` defaults to 2/3 rows."""
+    """(y, uv) views of a (1.5H, W) NV12 array (NumPy or CuPy).
+
+    ``height`` defaults to what the row count implies: ``H + ceil(H/2)`` rows, or ``floor(1.5H)``
+    (PyNvVideoCodec's DLPack shape, one chroma row short for an odd H) both give H = round(2R/3).
+    """
     if nv12.ndim == 3 and nv12.shape[-1] == 1:
         nv12 = nv12[..., 0]
     if nv12.ndim != 2:
         raise ValueError(f"expected a (1.5H, W) NV12 array, got shape {nv12.shape}")
     rows = nv12.shape[0]
-    h = rows * 2 // 3 if height is None else height
-    if h <= 0 or h + (h + 1) // 2 > rows:
+    h = (2 * rows + 1) // 3 if height is None else height
+    if h <= 0 or rows - h < max(1, h // 2):
         raise ValueError(f"{rows} rows cannot hold NV12 of height {h}")
     return nv12[:h], nv12[h:h + (h + 1) // 2]
 
 
 def _planes(y: Any, uv: Any | None, src_w: int | None = None, src_h: int | None = None,
-            ) -> tuple[Any, int, Any, int, int, int]:
-    """(y, y_pitch, uv, uv_pitch, w, h) after checking the layout the kernels read."""
+            ) -> tuple[Any, int, Any, int, int, int, int, int]:
+    """(y, y_pitch, uv, uv_pitch, w, h, cw, ch) after checking the layout the kernels read."""
     if uv is None:
         y, uv = split_nv12(y)  # the array's own geometry; the frame may be smaller (coded size)
     if y.ndim == 3 and y.shape[-1] == 1:
@@ -123,19 +216,23 @@ def _planes(y: Any, uv: Any | None, src_w: int | None = None, src_h: int | None 
     w = y.shape[1] if src_w is None else src_w
     if y.shape[0] < h or y.shape[1] < w:
         raise ValueError(f"luma plane {y.shape} is smaller than the frame {w}x{h}")
-    cw, ch = (w + 1) // 2, (h + 1) // 2
     if uv.dtype != np.uint8:
         raise ValueError("chroma must be uint8")
     if uv.ndim == 3 and uv.shape[-1] == 2 and uv.strides[1:] == (2, 1):
         pairs = uv.shape[1]
     elif uv.ndim == 2 and uv.strides[1] == 1:
-        pairs = uv.shape[1] // 2
+        pairs = uv.shape[1] // 2  # an odd-width row ends in a lone U: floor(W/2) pairs
     else:
         raise ValueError(f"chroma must be interleaved (H/2, W) or (H/2, W/2, 2) with contiguous rows, "
                          f"got {uv.shape} strides {uv.strides}")
-    if uv.shape[0] < ch or pairs < cw:
-        raise ValueError(f"chroma plane {uv.shape} is too small for a {w}x{h} frame")
-    return y, int(y.strides[0]), uv, int(uv.strides[0]), int(w), int(h)
+    cw, ch = nv12_chroma_size(int(w), int(h), int(uv.shape[0]), int(pairs))
+    return y, int(y.strides[0]), uv, int(uv.strides[0]), int(w), int(h), cw, ch
+
+
+def _chroma_args(cw: int, ch: int, chroma_siting: str) -> tuple[np.int32, np.int32, np.float32]:
+    if chroma_siting not in CHROMA_DX:
+        raise ValueError(f"chroma_siting must be one of {', '.join(sorted(CHROMA_DX))}, got {chroma_siting!r}")
+    return _i32(cw), _i32(ch), _f32(CHROMA_DX[chroma_siting])
 
 
 def _colour_args(matrix: Any, offsets: Any) -> tuple[np.float32, ...]:
@@ -147,6 +244,7 @@ def _colour_args(matrix: Any, offsets: Any) -> tuple[np.float32, ...]:
 def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Letterbox, matrix: Any,
                         offsets: Any, mean: Sequence[float] | None = None,
                         std: Sequence[float] | None = None, src_rect: Sequence[float] | None = None,
+                        chroma_siting: str = "center",
                         ) -> tuple[str, tuple[int, int, int], tuple[int, int, int], tuple]:
     """(kernel name, grid, block, args) of one letterbox launch; arrays stay arrays in ``args``.
 
@@ -164,9 +262,9 @@ def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Let
         name = "letterbox_nv12_f16"
     else:
         raise ValueError(f"batch dtype must be float32 or float16, got {batch.dtype}")
-    y, y_pitch, uv, uv_pitch, w, h = _planes(y, uv, box.src_w, box.src_h)
+    y, y_pitch, uv, uv_pitch, w, h, cw, ch = _planes(y, uv, box.src_w, box.src_h)
     scale, bias, pad = normalisation_constants(mean, std)
-    args = (y, _i32(y_pitch), uv, _i32(uv_pitch), _i32(w), _i32(h),
+    args = (y, _i32(y_pitch), uv, _i32(uv_pitch), _i32(w), _i32(h), *_chroma_args(cw, ch, chroma_siting),
             *letterbox_region(box, src_rect),
             batch, _i32(index), _i32(box.dst_w), _i32(box.dst_h), _i32(box.new_w), _i32(box.new_h),
             _i32(box.pad_x), _i32(box.pad_y),
@@ -179,41 +277,47 @@ def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Let
 def letterbox_nv12_into(batch: Any, index: int, y: Any, uv: Any | None, box: Letterbox, matrix: Any,
                         offsets: Any, stream: Any = None, *, mean: Sequence[float] | None = None,
                         std: Sequence[float] | None = None,
-                        src_rect: Sequence[float] | None = None) -> None:
+                        src_rect: Sequence[float] | None = None, chroma_siting: str = "center") -> None:
     """Letterbox one NV12 frame into slot ``index`` of a CuPy (N, 3, H, W) float32/float16 batch.
 
     ``matrix, offsets`` come from `vidinfer.preprocess.crops.yuv_to_rgb_matrix` for the stream's
-    colour space and range. ``uv=None`` takes ``y`` as the single (1.5H, W) NV12 array. Without
+    colour space and range, ``chroma_siting`` from `vidinfer.preprocess.crops.chroma_siting` for its
+    codec. ``uv=None`` takes ``y`` as the single (1.5H, W) NV12 array. Without
     mean/std the slot holds RGB / 255 and padding 114/255, like `fill_batch_slot`. The launch is
     asynchronous on ``stream`` (a ``cupy.cuda.Stream``; None: the current stream).
     """
     name, grid, block, args = letterbox_nv12_args(batch, index, y, uv, box, matrix, offsets,
-                                                  mean, std, src_rect)
+                                                  mean, std, src_rect, chroma_siting)
     _function("letterbox_nv12.cu", name)(grid, block, args, stream=stream)
 
 
 def crop_resize_nv12_args(y: Any, uv: Any | None, boxes: Any, out: Any, matrix: Any, offsets: Any,
+                          chroma_siting: str = "center", size: tuple[int, int] | None = None,
                           ) -> tuple[str, tuple[int, int, int], tuple[int, int, int], tuple]:
     """(kernel name, grid, block, args) of one crop launch; ``boxes`` is a contiguous (M, 4)
-    float32 array and ``out`` a C-contiguous (M, 3, h, w) float32 array, on the same device."""
-    y, y_pitch, uv, uv_pitch, w, h = _planes(y, uv)
+    float32 array and ``out`` a C-contiguous (M, 3, h, w) float32 array, on the same device.
+    ``size``: the frame's (width, height) when the planes are larger (default: the luma plane's)."""
+    y, y_pitch, uv, uv_pitch, w, h, cw, ch = _planes(y, uv, *(size or (None, None)))
     m, c, out_h, out_w = out.shape
     if c != 3 or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous (M, 3, h, w) float32 array")
     if boxes.shape != (m, 4) or boxes.dtype != np.float32 or not boxes.flags.c_contiguous:
         raise ValueError(f"boxes must be a contiguous ({m}, 4) float32 array")
     total = m * out_h * out_w
-    args = (y, _i32(y_pitch), uv, _i32(uv_pitch), _i32(w), _i32(h), boxes, _i32(m),
+    args = (y, _i32(y_pitch), uv, _i32(uv_pitch), _i32(w), _i32(h), *_chroma_args(cw, ch, chroma_siting),
+            boxes, _i32(m),
             out, _i32(out_h), _i32(out_w), *_colour_args(matrix, offsets))
     grid = (max(1, (total + BLOCK_1D[0] - 1) // BLOCK_1D[0]), 1, 1)
     return "crop_resize_nv12_f32", grid, BLOCK_1D, args
 
 
 def crop_resize_nv12(y: Any, uv: Any | None, xyxy: Any, out_h: int, out_w: int, matrix: Any,
-                     offsets: Any, stream: Any = None) -> Any:
+                     offsets: Any, stream: Any = None, *, chroma_siting: str = "center",
+                     size: tuple[int, int] | None = None) -> Any:
     """Crops of (M, 4) xyxy source-pixel boxes from one NV12 frame -> CuPy (M, 3, out_h, out_w)
     float32 RGB in [0, 1] (the GPU twin of `crop_resize_yuv420`, in CHW). Asynchronous on
-    ``stream``; ``xyxy`` may be NumPy or CuPy."""
+    ``stream``; ``xyxy`` may be NumPy or CuPy. ``size``: the frame's (width, height) when the
+    array is larger (an odd width in PyNvVideoCodec's even-width layout)."""
     import cupy
 
     # Allocate and upload on the launch stream, so the kernel is ordered after the copy.
@@ -222,6 +326,6 @@ def crop_resize_nv12(y: Any, uv: Any | None, xyxy: Any, out_h: int, out_w: int, 
         out = cupy.empty((boxes.shape[0], 3, out_h, out_w), cupy.float32)
         if boxes.shape[0] == 0:
             return out
-        name, grid, block, args = crop_resize_nv12_args(y, uv, boxes, out, matrix, offsets)
+        name, grid, block, args = crop_resize_nv12_args(y, uv, boxes, out, matrix, offsets, chroma_siting, size)
         _function("crop_resize_nv12.cu", name)(grid, block, args, stream=stream)
     return out

@@ -9,13 +9,20 @@ rounding path). The sampling convention is the one of `vidinfer.preprocess.crops
 * output pixel ``j`` of a span ``[x0, x0 + len)`` resized to ``n`` pixels samples the point
   ``x = x0 + ((j + 0.5) / n) * len``; for a whole frame that is index ``(j + 0.5) * src / n - 0.5``;
 * luma index ``clamp(x - 0.5, 0, w - 1)``, bilinear between ``floor`` and ``floor + 1`` (clamped);
-* chroma (NV12: interleaved U, V at half resolution) at the same point in its own pixels:
-  index ``clamp(x / 2 - 0.5, 0, cw - 1)``;
+* chroma (NV12: interleaved U, V at half resolution) at the same point in its own pixels,
+  vertically ``clamp(y / 2 - 0.5, 0, ch - 1)`` (between its two luma rows, as in MPEG-2, H.264,
+  HEVC), horizontally ``clamp(x / 2 + chroma_dx - 0.5, 0, cw - 1)`` with ``chroma_dx`` from
+  `CHROMA_DX`: 0 for centre-sited chroma (MPEG-1, JPEG; VP8, VP9 and AV1 as FFmpeg decodes them),
+  0.25 for chroma co-sited with the even luma columns ("left": the H.264, HEVC and MPEG-4 part 2
+  default, which swscale honours for decoded frames);
 * ``rgb = M @ (yuv - offsets)`` in 0..255 units with ``M, offsets`` from
   `vidinfer.preprocess.crops.yuv_to_rgb_matrix`.
 
 NV12 planes are taken as ``y`` (H, W) uint8 and ``uv`` (ceil(H/2), 2*ceil(W/2)) uint8 (U, V
-interleaved), or ``uv`` as (ceil(H/2), ceil(W/2), 2); row padding (pitch) is allowed.
+interleaved), or ``uv`` as (ceil(H/2), ceil(W/2), 2); row padding (pitch) is allowed. At an odd
+edge the chroma plane may be one sample short (``floor``: an odd-width array holds floor(W/2)
+U, V pairs per row, a (1.5H, W) array of odd H one chroma row fewer): the last chroma sample is
+then repeated (`nv12_chroma_size`).
 """
 
 from __future__ import annotations
@@ -28,16 +35,21 @@ import numpy as np
 from vidinfer.preprocess.letterbox import PAD_VALUE, Letterbox
 
 __all__ = [
+    "CHROMA_DX",
     "crop_resize_nv12_reference",
     "letterbox_nv12_reference",
     "letterbox_region",
     "normalisation_constants",
+    "nv12_chroma_size",
     "nv12_from_rgb",
     "nv12_to_yuv420",
 ]
 
 _F = np.float32
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+# Horizontal chroma offset, in chroma pixels, of each chroma siting (see the module docstring).
+CHROMA_DX = {"center": 0.0, "left": 0.25}
 
 
 def normalisation_constants(mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -59,20 +71,30 @@ def normalisation_constants(mean: Sequence[float] | None = None, std: Sequence[f
     return scale, bias, pad
 
 
-def _chroma(uv: np.ndarray, ch: int, cw: int) -> tuple[np.ndarray, np.ndarray]:
+def nv12_chroma_size(w: int, h: int, uv_rows: int, uv_pairs: int) -> tuple[int, int]:
+    """(cw, ch): the chroma samples per row and rows the kernels read for a w x h NV12 frame whose
+    chroma plane holds ``uv_rows`` rows of ``uv_pairs`` U, V pairs: ceil(w/2) x ceil(h/2), or one
+    fewer where the plane stops at floor (then the edge sample is repeated)."""
+    cw, ch = min((w + 1) // 2, uv_pairs), min((h + 1) // 2, uv_rows)
+    if cw < max(1, w // 2) or ch < max(1, h // 2):
+        raise ValueError(f"chroma plane of {uv_rows} rows x {uv_pairs} U, V pairs is too small for a {w}x{h} frame")
+    return cw, ch
+
+
+def _chroma(uv: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     if uv.ndim == 3:
         u, v = uv[..., 0], uv[..., 1]
     else:
-        u, v = uv[:, 0::2], uv[:, 1::2]
-    if u.shape[0] < ch or u.shape[1] < cw:
-        raise ValueError(f"chroma plane {u.shape} is smaller than {(ch, cw)}")
+        u, v = uv[:, 0::2], uv[:, 1::2][:, :uv.shape[1] // 2]  # an odd-width row ends in a lone U
+        u = u[:, :v.shape[1]]
+    cw, ch = nv12_chroma_size(w, h, u.shape[0], u.shape[1])
     return u[:ch, :cw], v[:ch, :cw]
 
 
 def nv12_to_yuv420(y: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split NV12 planes into (Y, U, V) 4:2:0 planes (views), e.g. for `crop_resize_yuv420`."""
     h, w = y.shape[:2]
-    u, v = _chroma(np.asarray(uv), (h + 1) // 2, (w + 1) // 2)
+    u, v = _chroma(np.asarray(uv), w, h)
     return y, u, v
 
 
@@ -107,15 +129,17 @@ def _bilinear(plane: np.ndarray, ty: tuple, tx: tuple) -> np.ndarray:
 
 
 def _sample_rgb(y: np.ndarray, uv: np.ndarray, w: int, h: int, xs: np.ndarray, ys: np.ndarray,
-                matrix: Any, offsets: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                matrix: Any, offsets: Any, chroma_siting: str = "center",
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """vi_sample_nv12 at continuous coordinates xs (..., out_w) x ys (..., out_h)."""
-    cw, ch = (w + 1) // 2, (h + 1) // 2
-    u, v = _chroma(np.asarray(uv), ch, cw)
+    u, v = _chroma(np.asarray(uv), w, h)
+    ch, cw = u.shape
+    dx = _F(CHROMA_DX[chroma_siting])
     y = np.asarray(y)[:h, :w]
     m = np.asarray(matrix, _F).reshape(3, 3)
     o = np.asarray(offsets, _F).reshape(3)
     lt = (_taps(ys, h), _taps(xs, w))
-    ct = (_taps(ys * _F(0.5), ch), _taps(xs * _F(0.5), cw))
+    ct = (_taps(ys * _F(0.5), ch), _taps(xs * _F(0.5) + dx, cw))
     yy = _bilinear(y, *lt) - o[0]
     uu = _bilinear(u, *ct) - o[1]
     vv = _bilinear(v, *ct) - o[2]
@@ -141,11 +165,13 @@ def _span(start: Any, length: Any, n: int) -> np.ndarray:
 def letterbox_nv12_reference(y: np.ndarray, uv: np.ndarray, box: Letterbox, matrix: Any, offsets: Any,
                              dtype: Any = np.float32, mean: Sequence[float] | None = None,
                              std: Sequence[float] | None = None,
-                             src_rect: Sequence[float] | None = None) -> np.ndarray:
+                             src_rect: Sequence[float] | None = None,
+                             chroma_siting: str = "center") -> np.ndarray:
     """What ``letterbox_nv12_f32`` / ``_f16`` write into one batch slot: (3, dst_h, dst_w).
 
     ``src_rect`` (x1, y1, x2, y2 in continuous source pixels) letterboxes a region instead of the
     whole ``box.src_w`` x ``box.src_h`` frame (``box`` then describes the region's size).
+    ``chroma_siting``: "center" or "left" (`CHROMA_DX`).
     """
     rx0, ry0, rw, rh = letterbox_region(box, src_rect)
     scale, bias, pad = normalisation_constants(mean, std)
@@ -153,7 +179,7 @@ def letterbox_nv12_reference(y: np.ndarray, uv: np.ndarray, box: Letterbox, matr
     out[:] = pad[:, None, None]
     xs = _span(rx0, rw, box.new_w)
     ys = _span(ry0, rh, box.new_h)
-    rgb = _sample_rgb(y, uv, box.src_w, box.src_h, xs, ys, matrix, offsets)
+    rgb = _sample_rgb(y, uv, box.src_w, box.src_h, xs, ys, matrix, offsets, chroma_siting)
     win = (slice(box.pad_y, box.pad_y + box.new_h), slice(box.pad_x, box.pad_x + box.new_w))
     for c in range(3):
         out[c][win] = np.minimum(np.maximum(rgb[c], _F(0)), _F(255)) * scale[c] + bias[c]
@@ -161,13 +187,17 @@ def letterbox_nv12_reference(y: np.ndarray, uv: np.ndarray, box: Letterbox, matr
 
 
 def crop_resize_nv12_reference(y: np.ndarray, uv: np.ndarray, xyxy: Any, out_h: int, out_w: int,
-                               matrix: Any, offsets: Any) -> np.ndarray:
+                               matrix: Any, offsets: Any, chroma_siting: str = "center",
+                               size: tuple[int, int] | None = None) -> np.ndarray:
     """What ``crop_resize_nv12_f32`` writes: (M, 3, out_h, out_w) float32 RGB in [0, 1].
 
     Same sampling as `vidinfer.preprocess.crops.crop_resize_yuv420` (which returns HWC and
     computes the weights in float64); boxes are float32 xyxy in source pixels, not clipped.
+    ``size``: the frame's (width, height) when the luma plane is wider or taller (default: its shape).
     """
     h, w = np.asarray(y).shape[:2]
+    if size is not None:
+        w, h = size
     boxes = np.asarray(xyxy, _F).reshape(-1, 4)
     if len(boxes) == 0:
         return np.zeros((0, 3, out_h, out_w), _F)
@@ -176,7 +206,7 @@ def crop_resize_nv12_reference(y: np.ndarray, uv: np.ndarray, xyxy: Any, out_h: 
     jy = (np.arange(out_h, dtype=_F) + _F(0.5)) / _F(out_h)
     xs = bx1 + jx * (bx2 - bx1)
     ys = by1 + jy * (by2 - by1)
-    rgb = _sample_rgb(y, uv, w, h, xs, ys, matrix, offsets)
+    rgb = _sample_rgb(y, uv, w, h, xs, ys, matrix, offsets, chroma_siting)
     k = _F(1.0 / 255.0)
     return np.stack([np.minimum(np.maximum(c * k, _F(0)), _F(1)) for c in rgb], axis=1)
 

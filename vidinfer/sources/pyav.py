@@ -51,7 +51,8 @@ class DecodeError(Exception):
 
 
 class UnsupportedInput(Exception):
-    """A decoding strategy can never decode this stream (e.g. a codec NVDEC lacks)."""
+    """A decoding strategy can never decode this stream (e.g. a codec NVDEC lacks): raised by
+    ``open``, or by ``decode`` when only the frames tell; the stream fails with its message."""
 
 
 class SoftwareDecoding:
@@ -324,6 +325,8 @@ class PyAVSource:
                 except DecodeError as exc:
                     self._decode_error(exc)
                     continue
+                except UnsupportedInput as exc:  # e.g. NVDEC frames of a format no kernel reads
+                    raise _Refused(f"{self.safe_url}: {exc}") from None
                 finally:
                     self.stats.decoder_recreations = self.decoding.recreations
                 for f, pts, width, height in frames:

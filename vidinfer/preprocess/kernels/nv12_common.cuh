@@ -6,8 +6,12 @@
 //   * output pixel j of a span [x0, x0 + len) resized to n pixels samples the continuous point
 //     x = x0 + ((j + 0.5) / n) * len       (whole frame: index x - 0.5 = (j + 0.5) * src / n - 0.5);
 //   * luma index  = clamp(x - 0.5,       0, w  - 1), bilinear between floor and floor + 1 (clamped);
-//   * chroma (4:2:0, half resolution) is sampled at the same point in its own pixels:
-//     index = clamp(x * 0.5 - 0.5, 0, cw - 1)  (chroma treated as centre-sited, like crops.py);
+//   * chroma (4:2:0, half resolution, cw x ch samples) is sampled at the same point in its own
+//     pixels: vertically index = clamp(y * 0.5 - 0.5, 0, ch - 1) (between its two luma rows, as in
+//     MPEG-2, H.264 and HEVC), horizontally index = clamp(x * 0.5 + chroma_dx - 0.5, 0, cw - 1) with
+//     chroma_dx = 0 for centre-sited chroma and 0.25 for chroma co-sited with the even luma columns
+//     ("left", the H.264 / HEVC / MPEG-4 part 2 default); cw, ch are ceil(w/2), ceil(h/2), or one
+//     fewer at an odd edge whose last sample the plane lacks (that sample is then repeated);
 //   * rgb = M @ (yuv - offsets) in 0..255 units, M and offsets from crops.yuv_to_rgb_matrix.
 // The expression order below is mirrored operation by operation in reference.py (float32).
 //
@@ -69,13 +73,14 @@ struct ViColour {
 
 struct ViRgb { float r, g, b; };
 
-// Sample an NV12 frame (w x h luma, interleaved UV at half resolution) at continuous (x, y).
+// Sample an NV12 frame (w x h luma, cw x ch interleaved U, V pairs at half resolution, chroma
+// offset chroma_dx) at continuous (x, y).
 __device__ __forceinline__ ViRgb vi_sample_nv12(const vi_u8* __restrict__ y_plane, int y_pitch,
                                                 const vi_u8* __restrict__ uv_plane, int uv_pitch,
-                                                int w, int h, float x, float y, const ViColour& c) {
-  const int cw = (w + 1) >> 1, ch = (h + 1) >> 1;
+                                                int w, int h, int cw, int ch, float chroma_dx,
+                                                float x, float y, const ViColour& c) {
   const ViTap lx = vi_tap(x, w), ly = vi_tap(y, h);
-  const ViTap cx = vi_tap(x * 0.5f, cw), cy = vi_tap(y * 0.5f, ch);
+  const ViTap cx = vi_tap(x * 0.5f + chroma_dx, cw), cy = vi_tap(y * 0.5f, ch);
   const float Y = vi_bilinear(y_plane, y_pitch, 1, 0, lx, ly) - c.o0;
   const float U = vi_bilinear(uv_plane, uv_pitch, 2, 0, cx, cy) - c.o1;
   const float V = vi_bilinear(uv_plane, uv_pitch, 2, 1, cx, cy) - c.o2;
