@@ -369,6 +369,208 @@ def test_crop_kernel_source_matches_reference(emulator):
     np.testing.assert_array_equal(out, crop_resize_nv12_reference(y, uv, boxes, 24, 40, m, off))
 
 
+@pytest.mark.parametrize("src, dst", [((97, 61), (64, 48)), ((40, 30), (96, 80))])
+def test_kernel_sources_follow_the_chroma_siting_they_are_given(emulator, src, dst):
+    """Letterbox (float32, float16) and crops, centre- and left-sited chroma: the kernel sources equal
+    the references bit for bit, and the two sitings give different pixels on a frame with chroma
+    detail (the argument reaches the kernel) but identical ones where the chroma is flat."""
+    w, h = src
+    y, uv = nv12_from_rgb(np.random.default_rng(w).integers(0, 256, (h, w, 3), dtype=np.uint8), "bt709", False)
+    m, off = yuv_to_rgb_matrix("bt709", False)
+    box = Letterbox.fit(w, h, *dst)
+    boxes = np.array([[3.3, 2.2, 30.7, 20.1], [-4, -4, w + 4, h + 4], [10.5, 5, 12.5, 7]], np.float32)
+    out = {}
+    for siting in ("center", "left"):
+        for dtype in (np.float32, np.float16):
+            batch = np.full((2, 3, dst[1], dst[0]), np.nan, dtype)
+            emulator(*gpu.letterbox_nv12_args(batch, 1, _pitched(y, 64), _pitched(uv, 32), box, m, off,
+                                              chroma_siting=siting))
+            np.testing.assert_array_equal(batch[1], letterbox_nv12_reference(y, uv, box, m, off, dtype=dtype,
+                                                                             chroma_siting=siting))
+            assert np.isnan(batch[0]).all()
+            out[siting, dtype] = batch[1].astype(np.float32)
+        crops = np.full((3, 3, 20, 24), np.nan, np.float32)
+        emulator(*gpu.crop_resize_nv12_args(_pitched(y, 16), _pitched(uv, 16), boxes, crops, m, off,
+                                            chroma_siting=siting))
+        np.testing.assert_array_equal(crops, crop_resize_nv12_reference(y, uv, boxes, 20, 24, m, off,
+                                                                        chroma_siting=siting))
+        out[siting, "crop"] = crops
+    for kind in (np.float32, np.float16, "crop"):
+        assert np.abs(out["left", kind] - out["center", kind]).max() > 10 / 255, kind
+    flat = _planes_of_colour(h, w, (120, 90, 170))
+    assert np.array_equal(*(letterbox_nv12_reference(*flat, box, m, off, chroma_siting=s) for s in ("left", "center")))
+    with pytest.raises(ValueError, match="chroma_siting must be one of center, left, got 'top'"):
+        gpu.letterbox_nv12_args(batch, 0, y, uv, box, m, off, chroma_siting="top")
+    with pytest.raises(ValueError, match="chroma_siting must be one of center, left, got 'top'"):
+        gpu.crop_resize_nv12_args(y, uv, boxes, crops, m, off, chroma_siting="top")
+
+
+# --- Chroma siting against the CPU path, per codec -------------------------------------------------
+
+def _decoded_nv12(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The (y, uv) NV12 planes of a decoded yuv420p frame: its own samples, U and V interleaved."""
+    y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes)
+    uv = np.empty((u.shape[0], 2 * u.shape[1]), np.uint8)
+    uv[:, 0::2], uv[:, 1::2] = u, v
+    return y, uv
+
+
+def _siting_errors(frame: av.VideoFrame) -> dict[str, float]:
+    """Max |reference - CPU path| (in 0..255 levels) of each siting, for an exact 2x downscale of a
+    decoded frame: the CPU path is the pipeline's own swscale call on the frame as FFmpeg tags it."""
+    from vidinfer.preprocess.crops import colour_standard
+    from vidinfer.sources.pyav import INTERPOLATION
+
+    w, h = frame.width, frame.height
+    box = Letterbox(w, h, w // 2, h // 2, w // 2, h // 2, 0, 0)
+    cpu = _fill(frame.reformat(width=w // 2, height=h // 2, format="rgb24", interpolation=INTERPOLATION)
+                .to_ndarray(), box)
+    y, uv = _decoded_nv12(frame)
+    matrix = yuv_to_rgb_matrix(*colour_standard(frame.colorspace, frame.color_range))
+    return {s: float(np.abs(letterbox_nv12_reference(y, uv, box, *matrix, chroma_siting=s) - cpu).max() * 255)
+            for s in ("left", "center")}
+
+
+def test_sample_clip_h264_frames_match_the_cpu_path_with_left_sited_chroma():
+    """sample_streams/shapes_a.mp4 (libx264, 640x360, BT.601 TV range): its first frame through the
+    GPU reference with the siting vidinfer picks for its codec agrees with the CPU path to uint8
+    rounding (measured 0.50/255); centre siting misplaces the coloured rectangles' edges (31/255)."""
+    from ground_truth import CLIPS
+
+    from vidinfer.preprocess.crops import chroma_siting
+
+    with av.open(str(CLIPS / "shapes_a.mp4")) as src:
+        stream = src.streams.video[0]
+        codec, fmt = stream.codec_context.name, stream.codec_context.pix_fmt
+        frame = next(src.decode(stream))
+    assert (codec, fmt, frame.width, frame.height) == ("h264", "yuv420p", 640, 360)
+    assert chroma_siting(codec) == "left"
+    err = _siting_errors(frame)
+    assert err["left"] < 0.6, err
+    assert err["center"] > 10, err
+
+
+def _stripes(h: int, w: int) -> np.ndarray:
+    """4-pixel vertical stripes of red, blue, green and yellow: chroma that changes every 2 chroma pixels."""
+    colours = np.array([(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 0)], np.uint8)
+    return np.broadcast_to(colours[(np.arange(w) // 4) % 4], (h, w, 3)).copy()
+
+
+@pytest.mark.parametrize("encoder, codec", [("libx264", "h264"), ("libx265", "hevc"), ("mpeg4", "mpeg4"),
+                                            ("mpeg2video", "mpeg2video"), ("mpeg1video", "mpeg1video"),
+                                            ("libvpx", "vp8"), ("libvpx-vp9", "vp9")])
+def test_each_codecs_chroma_siting_is_where_the_cpu_paths_swscale_puts_its_chroma(tmp_path, encoder, codec):
+    """Per codec, FFmpeg tags decoded frames left-sited (H.264, HEVC, MPEG-4 part 2, MPEG-2) or not
+    (MPEG-1, VP8, VP9) and swscale follows the tag: `chroma_siting(codec)` must name the siting that
+    matches the CPU path (measured max 0.44..0.50/255) and the other must not (55..58/255)."""
+    from vidinfer.preprocess.crops import chroma_siting
+
+    try:
+        av.codec.Codec(encoder, "w")
+    except Exception:  # noqa: BLE001 - this FFmpeg build lacks the encoder
+        pytest.skip(f"FFmpeg has no {encoder} encoder")
+    path = tmp_path / "stripes.mkv"
+    with av.open(str(path), "w") as out:
+        st = out.add_stream(encoder, rate=25)
+        st.width, st.height, st.pix_fmt = 128, 64, "yuv420p"
+        if encoder == "libx265":
+            st.options = {"x265-params": "log-level=error"}
+        for packet in [*st.encode(av.VideoFrame.from_ndarray(_stripes(64, 128), format="rgb24")), *st.encode()]:
+            out.mux(packet)
+    with av.open(str(path)) as src:
+        assert src.streams.video[0].codec_context.name == codec
+        frame = next(src.decode(video=0))
+    err = _siting_errors(frame)
+    siting = chroma_siting(codec)
+    other = "center" if siting == "left" else "left"
+    assert err[siting] < 0.6, (siting, err)
+    assert err[other] > 20, (siting, err)
+
+
+# --- Odd frame sizes as PyNvVideoCodec lays them out -------------------------------------------------
+
+def _pynvvideocodec_nv12(y: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """The single NV12 array PyNvVideoCodec's DLPack gives for a W x H frame: (floor(1.5H), W) rows,
+    i.e. floor(H/2) chroma rows of W bytes: floor(W/2) U, V pairs (an odd W ends in a lone U)."""
+    h, w = y.shape
+    nv12 = np.concatenate([y, uv[:h // 2, :w]])
+    assert nv12.shape == (int(1.5 * h), w)
+    return nv12
+
+
+def _edge_repeated(uv: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A complete (ceil(H/2), 2 ceil(W/2)) chroma plane from one short at the odd edges: the missing
+    last column / row of U, V samples filled with the one before it."""
+    u, v = uv[:, 0:2 * (w // 2):2], uv[:, 1:2 * (w // 2):2]
+    pad = ((0, (h + 1) // 2 - u.shape[0]), (0, (w + 1) // 2 - u.shape[1]))
+    full = np.stack([np.pad(u, pad, mode="edge"), np.pad(v, pad, mode="edge")], axis=-1)
+    return full.reshape(full.shape[0], -1)
+
+
+@pytest.mark.parametrize("w, h", [(33, 17), (33, 18), (32, 17), (97, 61)])
+@pytest.mark.parametrize("siting", ["center", "left"])
+def test_odd_sized_frames_in_pynvvideocodecs_layout_match_the_reference(emulator, w, h, siting):
+    """Odd width and/or height given as the one (floor(1.5H), W) array (and as its two planes, and the
+    CAI (H/2, W/2, 2) chroma view): kernels equal the references bit for bit, letterbox f32/f16 and
+    crops, and the references read the short chroma plane as the full one with its edge repeated."""
+    rgb = np.random.default_rng(w * h).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    y, uv_full = nv12_from_rgb(rgb, "bt709", False)
+    nv12 = _pynvvideocodec_nv12(y, uv_full)
+    ys, uvs = gpu.split_nv12(nv12)
+    assert ys.shape == (h, w) and uvs.shape == (h // 2, w)
+    m, off = yuv_to_rgb_matrix("bt709", False)
+    box = Letterbox.fit(w, h, 64, 48)
+    ref = letterbox_nv12_reference(ys, uvs, box, m, off, chroma_siting=siting)
+    np.testing.assert_allclose(ref, letterbox_nv12_reference(y, _edge_repeated(uvs, w, h), box, m, off,
+                                                             chroma_siting=siting), atol=1e-6, rtol=0)
+    cai = uvs[:, :2 * (w // 2)].reshape(h // 2, w // 2, 2)
+    for (yp, uvp), dtype in itertools.product([(nv12, None), (ys, uvs), (ys[:, :, None], cai)],
+                                              (np.float32, np.float16)):
+        batch = np.full((1, 3, 48, 64), np.nan, dtype)
+        emulator(*gpu.letterbox_nv12_args(batch, 0, yp, uvp, box, m, off, chroma_siting=siting))
+        np.testing.assert_array_equal(batch[0], letterbox_nv12_reference(ys, uvs, box, m, off, dtype=dtype,
+                                                                         chroma_siting=siting))
+    boxes = np.array([[w - 9.5, h - 7.25, w + 2, h + 1], [-2, -2, w + 2, h + 2], [0, 0, w, h]], np.float32)
+    crops = np.full((3, 3, 12, 16), np.nan, np.float32)
+    emulator(*gpu.crop_resize_nv12_args(nv12, None, boxes, crops, m, off, chroma_siting=siting))
+    np.testing.assert_array_equal(crops, crop_resize_nv12_reference(ys, uvs, boxes, 12, 16, m, off,
+                                                                    chroma_siting=siting))
+
+
+def test_last_row_and_column_of_an_odd_sized_frame_show_in_the_output(emulator):
+    """A 33 x 17 frame, grey but for a bright last column and a dark last row (luma: at an odd edge
+    NV12 has no chroma of its own), upscaled exactly 2x from PyNvVideoCodec's (25, 33) array: the
+    output's last column and row carry those values, everything away from them stays grey."""
+    w, h = 33, 17
+    y = np.full((h, w), 128, np.uint8)
+    y[:, -1], y[-1, :] = 220, 30
+    nv12 = _pynvvideocodec_nv12(y, np.full(((h + 1) // 2, 2 * ((w + 1) // 2)), 128, np.uint8))
+    box = Letterbox(w, h, 2 * w, 2 * h, 2 * w, 2 * h, 0, 0)
+    batch = np.full((1, 3, 2 * h, 2 * w), np.nan, np.float32)
+    emulator(*gpu.letterbox_nv12_args(batch, 0, nv12, None, box, *FULL601))
+    np.testing.assert_array_equal(batch[0], letterbox_nv12_reference(*gpu.split_nv12(nv12), box, *FULL601))
+    got = batch[0] * 255  # full range, neutral chroma: every channel is the luma
+    # Output pixel j samples source index j/2 - 0.25: the last one clamps onto the last column/row,
+    # those up to 2n - 4 see only the grey part.
+    np.testing.assert_allclose(got[:, :2 * h - 3, -1], 220, atol=1e-3)
+    np.testing.assert_allclose(got[:, -1, :2 * w - 3], 30, atol=1e-3)
+    np.testing.assert_allclose(got[:, :2 * h - 3, :2 * w - 3], 128, atol=1e-3)
+
+
+@pytest.mark.parametrize("h", [3, 17, 18, 1081])
+def test_split_nv12_of_odd_heights_starts_the_chroma_at_row_h(h):
+    """PyNvVideoCodec's floor(1.5H) rows and a full H + ceil(H/2) both split at row H, with or
+    without ``height``; the chroma view is the rows after the luma, floor(H/2) or ceil(H/2) of them."""
+    for rows in sorted({h + h // 2, h + (h + 1) // 2}):
+        nv12 = np.repeat(np.arange(rows, dtype=np.int32)[:, None], 5, axis=1)  # each row holds its index
+        for height in (None, h):
+            ys, uvs = gpu.split_nv12(nv12, height)
+            assert ys.shape == (h, 5) and ys[-1, 0] == h - 1
+            assert uvs.shape == (rows - h, 5) and uvs[0, 0] == h and uvs[-1, 0] == rows - 1
+    with pytest.raises(ValueError, match="cannot hold NV12"):
+        gpu.split_nv12(np.zeros((h + h // 2 - 1, 4), np.uint8), h)
+
+
 # --- Launcher argument checks (no GPU needed) -------------------------------------------------------
 
 def test_gpu_module_imports_without_cupy():
@@ -383,7 +585,7 @@ def test_split_nv12_and_argument_validation():
     box = Letterbox.fit(8, 6, 16, 16)
     m, off = yuv_to_rgb_matrix()
     name, grid, block, args = gpu.letterbox_nv12_args(np.zeros((2, 3, 16, 16), np.float16), 1, y, uv, box, m, off)
-    assert name == "letterbox_nv12_f16" and grid == (1, 2, 1) and block == gpu.BLOCK_2D and len(args) == 39
+    assert name == "letterbox_nv12_f16" and grid == (1, 2, 1) and block == gpu.BLOCK_2D and len(args) == 42
     with pytest.raises(ValueError, match="batch"):
         gpu.letterbox_nv12_args(np.zeros((2, 3, 8, 16), np.float32), 0, y, uv, box, m, off)
     with pytest.raises(ValueError, match="dtype"):

@@ -177,8 +177,8 @@ def _function(filename: str, name: str) -> Any:
                     mod.get_function(name)
                 except Exception as second:
                     if include is None:
-                        raise RuntimeError(f"compiling {filename} failed: {_headers_missing(cupy)} "
-                                           f"({str(second).splitlines()[0][:200] if str(second) else second!r})"
+                        reason = str(second).splitlines()[0][:200] if str(second) else repr(second)
+                        raise RuntimeError(f"compiling {filename} failed: {_headers_missing(cupy)} ({reason})"
                                            ) from second
                     raise RuntimeError(f"compiling {filename} failed: {first}\n"
                                        f"and without <cuda_fp16.h>: {second}") from second
