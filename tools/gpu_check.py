@@ -61,8 +61,8 @@ REPO = Path(__file__).resolve().parent.parent
 SCHEMA = 1
 T4_STREAMS_1080P30 = 38  # the founding paper's figure for one T4's decoders
 NVDEC_ENGINES = {"H200": 7, "H100": 7, "A100": 5, "L4": 4, "T4": 2}  # per the vendor's datasheets
-# The nvidia-h200 machine's image ("Python packages already there", /work/.library/device/KINDS.md,
-# read 2026-11-17): a distribution the check imports that is neither here nor carried as a wheel
+# The nvidia-h200 machine's image (its "Python packages already there", as the device tool's notes
+# listed them on 2026-11-17): a distribution the check imports that is neither here nor carried as a wheel
 # would be missing there; `not_on_the_machine` lists them (the rehearsal asserts it is empty).
 IMAGE_PACKAGES = set("""
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi

@@ -7,10 +7,10 @@
 #   tools/gpu_wheels.sh --check   no download: list .whl/, refresh the manifest's record of the tree
 #                                 (commit, changed files, size) and check sizes; run it just before the call
 #
-# Environment: PY_VERSION (default 3.12: python3 on the nvidia-h200 machine is 3.12.3 per
-# /work/.library/device/KINDS.md), PYTHON (the interpreter whose pip downloads; default .venv/bin/python).
+# Environment: PY_VERSION (default 3.12: python3 on the nvidia-h200 machine is 3.12.3, per the
+# device tool's notes), PYTHON (the interpreter whose pip downloads; default .venv/bin/python).
 #
-# Which wheels: what vidinfer's GPU path imports that the machine's image lacks (KINDS.md lists the
+# Which wheels: what vidinfer's GPU path imports that the machine's image lacks (the device tool's notes list the
 # image): PyNvVideoCodec (NVDEC), PyAV (vidinfer's demuxer, and the check's reference decoder and clip
 # encoder), pyzmq and pydantic with its dependencies (`import vidinfer` needs both). Not brought:
 # rapidfuzz and rapidocr-onnxruntime (brand analytics and OCR only, imported on first use), TensorRT
