@@ -31,7 +31,7 @@ from typing import Any
 from vidinfer.sources.nvdec import PYNVVIDEOCODEC_1X
 
 __all__ = ["CUDA_PACKAGES", "GPU_FIX", "PYNVVIDEOCODEC", "Capability", "CudaPackages", "DevicePlan", "Driver",
-           "Probe", "capabilities", "find_cuda_headers", "gpu_advice", "plan_device", "select_device"]
+           "Probe", "capabilities", "gpu_advice", "plan_device", "select_device"]
 
 GPU_FIX = "pip install 'vidinfer[gpu]' on a machine with an NVIDIA GPU and driver"
 
@@ -136,15 +136,6 @@ def _read_driver() -> Driver | None:
     return Driver(version, cuda, gpus)
 
 
-def find_cuda_headers() -> str | None:
-    """The folder holding the CUDA runtime headers (``cuda_fp16.h``) the kernels' NVRTC compiles
-    include, or None: `vidinfer.preprocess.gpu.cuda_include_dir`, the lookup the compiles use
-    (CuPy 14's order: NVIDIA's wheels, conda, ``$CUDA_HOME``/``$CUDA_PATH``, /usr/local/cuda)."""
-    from vidinfer.preprocess.gpu import cuda_include_dir
-
-    return cuda_include_dir()
-
-
 class Probe:
     """How `capabilities` looks at this machine. Tests substitute a subclass with fake answers."""
 
@@ -165,7 +156,9 @@ class Probe:
         return importlib.import_module(name)
 
     def cuda_headers(self) -> str | None:
-        return find_cuda_headers()
+        from vidinfer.preprocess.gpu import cuda_include_dir  # the lookup the kernels' compiles use
+
+        return cuda_include_dir()
 
     def nvrtc(self, cupy: ModuleType | None, major: int | None) -> str:
         """NVRTC's version ("13.0"), or raises with the reason it cannot be loaded."""

@@ -62,7 +62,7 @@ from pydantic import Field, model_validator
 
 from vidinfer.errors import ConfigError, PublishError
 from vidinfer.publish.sinks import SinkContext, _Framed
-from vidinfer.publish.subscriber import Message
+from vidinfer.publish.subscriber import Message, SequenceGaps
 from vidinfer.publish.wire import SCHEMA_VERSION, decode_body, decode_header
 
 __all__ = ["ReliableSink", "ReliableConsumer", "DeliveredMessage", "PROTOCOL_VERSION"]
@@ -821,7 +821,7 @@ class ReliableConsumer:
         self._owed = 0  # credit to give back
         self._window = self._credit_asked or 64
         self._last_flush = self._last_sent = time.monotonic()
-        self._topics: dict[tuple[str, str], tuple[int, int]] = {}
+        self._sequences = SequenceGaps()
         self.received = 0  # messages handed to the application
         self.duplicates = 0  # redeliveries of what was already processed, skipped
         self.gaps = 0
@@ -956,14 +956,8 @@ class ReliableConsumer:
             self.malformed += 1
             log.warning("reliable consumer: delivery %d cannot be decoded (%s); skipped", seq, exc)
             return None
-        key, epoch, hseq = (header["publisher_id"], t), header["epoch"], int(header["seq"])
-        prev = self._topics.get(key)
-        gap = 0
-        if prev is not None and prev[0] == epoch and hseq > prev[1]:
-            gap = hseq - prev[1]
-            self.gaps += gap
-        if prev is None or prev[0] != epoch or hseq >= prev[1]:
-            self._topics[key] = (epoch, hseq + 1)
+        gap = self._sequences.observe(header["publisher_id"], t, header["epoch"], int(header["seq"]))
+        self.gaps += gap
         return DeliveredMessage(t, header, body, gap, seq)
 
     def iter(self, timeout: float | None = None, count: int | None = None) -> Iterator[DeliveredMessage]:

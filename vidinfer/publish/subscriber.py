@@ -83,10 +83,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclass
-class _TopicState:
-    next_seq: int
-    epoch: int
+class SequenceGaps:
+    """Per (publisher, topic), the sequence number expected next: a publisher numbers each topic's
+    messages from 0 within an epoch (a restarted publisher starts a new epoch)."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, str], tuple[int, int]] = {}  # (publisher, topic) -> (epoch, next seq)
+
+    def observe(self, publisher_id: str, topic: str, epoch: int, seq: int, replay: bool = False) -> int:
+        """Messages lost on this topic just before this one (0 for an old one again); -1 for a
+        replay of a message already received."""
+        key = (publisher_id, topic)
+        prev_epoch, expected = self._next.get(key, (None, 0))
+        if prev_epoch != epoch:
+            expected = seq  # a new publisher or epoch: nothing before it can be missed
+        elif seq < expected:
+            return -1 if replay else 0
+        self._next[key] = (epoch, seq + 1)
+        return seq - expected
 
 
 class Subscriber:
@@ -116,7 +130,7 @@ class Subscriber:
         self._init_counters()
 
     def _init_counters(self) -> None:
-        self._topics: dict[tuple[str, str], _TopicState] = {}
+        self._sequences = SequenceGaps()
         self.gaps = 0  # messages lost in transit, summed over topics
         self.incompatible = 0  # messages of another major version, skipped
         self.malformed = 0  # messages that are not vidinfer's (wrong frames, undecodable), skipped with a warning
@@ -169,20 +183,11 @@ class Subscriber:
 
     def _track(self, t: str, header: dict[str, Any]) -> int:
         """Messages lost on this topic just before this one; -1 for a replay already received."""
-        key = (header["publisher_id"], t)
-        state = self._topics.get(key)
-        seq, epoch = int(header["seq"]), header["epoch"]
+        epoch = header["epoch"]
         if not isinstance(epoch, int):
             raise ValueError("its epoch is not an integer")
-        if state is not None and state.epoch == epoch and seq < state.next_seq:
-            if header.get("replay"):
-                return -1
-        gap = 0
-        if state is not None and state.epoch == epoch and seq > state.next_seq:
-            gap = seq - state.next_seq
-            self.gaps += gap
-        if state is None or state.epoch != epoch or seq >= state.next_seq:
-            self._topics[key] = _TopicState(seq + 1, epoch)
+        gap = self._sequences.observe(header["publisher_id"], t, epoch, int(header["seq"]), bool(header.get("replay")))
+        self.gaps += max(gap, 0)
         return gap
 
     def iter(self, timeout: float | None = None, count: int | None = None) -> Iterator[Message]:
