@@ -85,6 +85,8 @@ class _PipelineCollector(Collector):
             "full: the pipeline is behind), reason=not_sampled (skipped by sample_fps).", labels=["stream", "reason"])
         errors = CounterMetricFamily("vidinfer_decode_errors", "Damaged packets the decoder skipped.",
                                      labels=["stream"])
+        retimed = CounterMetricFamily("vidinfer_retimed_frames", "Frames whose container time went back or stood "
+                                      "still, published one frame after the last.", labels=["stream"])
         gpu = p.device == "gpu"
         nvdec = CounterMetricFamily("vidinfer_nvdec_frames_decoded", "Frames the NVDEC hardware decoder produced.",
                                     labels=["stream"])
@@ -109,6 +111,7 @@ class _PipelineCollector(Collector):
             if spec is None or not spec.keyframes_only:  # keyframes_only decodes only what it keeps
                 dropped.add_metric([sid, "not_sampled"], max(0, st.decoded - st.queued))
             errors.add_metric([sid], st.decode_errors)
+            retimed.add_metric([sid], st.retimed_frames)
             if gpu:
                 nvdec.add_metric([sid], st.decoded)
                 recreations.add_metric([sid], st.decoder_recreations)
@@ -116,7 +119,7 @@ class _PipelineCollector(Collector):
             up.add_metric([sid], 1.0 if st.state in _UP_STATES else 0.0)
             depth.add_metric([sid], queue.depth)
             capacity.add_metric([sid], queue.capacity)
-        yield from (decoded, analysed, dropped, errors, reconnects, up, depth, capacity)
+        yield from (decoded, analysed, dropped, errors, retimed, reconnects, up, depth, capacity)
         if gpu:
             yield from (nvdec, recreations)
         backend = GaugeMetricFamily("vidinfer_backend_info", "1 for the backend each stage runs on.",

@@ -74,6 +74,7 @@ class StreamReport:
     frames_analysed: int = 0  # frames that went through the stages and were handed to the sinks
     frames_dropped: int = 0  # live frames dropped because the pipeline was behind
     decode_errors: int = 0
+    retimed_frames: int = 0  # frames whose time went back or stood still, moved one frame on
     decoder_recreations: int = 0  # hardware decoders re-created after an error (GPU backend)
     reconnects: int = 0
     stage_failures: int = 0  # frames some stage failed on (published without that stage's output)
@@ -334,7 +335,8 @@ class Pipeline:
         log.info("pipeline %s: stopped before its streams started", self.name)
         for src in self.sources:
             self._on_event(StreamEvent(src.stream_id, StreamState.ENDED, "stopped before the stream started",
-                                       {"frames_decoded": 0, "frames_dropped": 0, "decode_errors": 0},
+                                       {"frames_decoded": 0, "frames_dropped": 0, "decode_errors": 0,
+                                        "retimed_frames": 0},
                                        end_of_stream=True))
 
     def _end_stuck_sources(self) -> None:
@@ -569,6 +571,7 @@ class Pipeline:
             s.frames_decoded = src.stats.decoded
             s.frames_dropped = self.queues[src.stream_id].dropped
             s.decode_errors = src.stats.decode_errors
+            s.retimed_frames = src.stats.retimed_frames
             s.decoder_recreations = src.stats.decoder_recreations
             s.reconnects = src.stats.reconnects
             if src.alive:  # did not stop in time; say so rather than hang

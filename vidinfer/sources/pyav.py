@@ -22,7 +22,7 @@ from vidinfer.config import StreamSpec
 from vidinfer.frame import Frame, StreamEvent, StreamState
 from vidinfer.preprocess.letterbox import Letterbox
 from vidinfer.redact import redact_url, scrub
-from vidinfer.sources.base import DecodeHints, FrameQueue, SourceStats
+from vidinfer.sources.base import DecodeHints, FrameQueue, SourceStats, StreamClock
 from vidinfer.sources.ffmpeg_options import unknown_options
 
 __all__ = ["DecodeError", "INTERPOLATION", "PyAVSource", "SoftwareDecoding", "SourceStats", "UnsupportedInput",
@@ -85,7 +85,13 @@ class SoftwareDecoding:
             frames = packet.decode()
         except av.error.InvalidDataError as exc:
             raise DecodeError(_short(exc)) from exc
-        return [(f, f.pts if f.pts is not None else f.dts, f.width, f.height) for f in frames]
+        return [(f, f.pts, f.width, f.height) for f in frames]
+
+    def dts(self, frame: Any) -> int | None:
+        """The frame's dts as FFmpeg gives it: that of the packet that brought it out of the
+        decoder, growing in output order (`StreamClock` prefers it when every frame is decoded).
+        A strategy without this method (NVDEC) has its frames timed by their pts."""
+        return frame.dts
 
     def image(self, frame: Any, box: Letterbox) -> tuple[Any, Any]:
         """(the Frame's image, its source) for one decoded frame."""
@@ -123,9 +129,8 @@ class PyAVSource:
         self._thread = threading.Thread(target=self._run, name=f"source-{spec.id}", daemon=True)
         self._passes = 0  # complete passes over a file, for loop = N
         # Timeline state, kept across loops and reconnects so pts and frame numbers never go back.
-        self._pts_offset_ns = 0
+        self._clock: StreamClock | None = None  # made by the first pass (_new_pass)
         self._frame_offset = 0
-        self._last_pts_ns = -1
         self._skip: str | None = None  # frames the decoder leaves out (see _frames_to_skip)
         self._next_sample_ns: int | None = None
         self._pace_origin: tuple[float, int] | None = None
@@ -232,7 +237,8 @@ class PyAVSource:
             log.error("stream %s: unexpected error: %s", self.spec.id, scrub(traceback.format_exc(), self.spec.url))
             final_state, final_reason = StreamState.FAILED, f"internal error: {scrub(_short(exc), self.spec.url)}"
         info = {"frames_decoded": self.stats.decoded, "frames_analysed": self.stats.queued,
-                "frames_dropped": self.queue.dropped, "decode_errors": self.stats.decode_errors}
+                "frames_dropped": self.queue.dropped, "decode_errors": self.stats.decode_errors,
+                "retimed_frames": self.stats.retimed_frames}
         self.queue.put(StreamEvent(self.spec.id, final_state, final_reason, info, end_of_stream=True))
         self.stats.state, self.stats.reason = final_state, final_reason
 
@@ -307,9 +313,9 @@ class PyAVSource:
         rate = vs.average_rate or vs.guessed_rate or Fraction(25)
         frame_ns = int(1e9 / float(rate))
         produced = False
-        first_pts: int | None = None
         skipped_pts: int | None = None  # latest pts of the packets keyframes_only skipped
-        self._continue_timeline(rate, frame_ns)  # after a reconnect
+        clock = self._new_pass(tb, rate, frame_ns)  # the first pass, or after a reconnect
+        dts_of = getattr(self.decoding, "dts", None)
         while True:
             for packet in container.demux(vs):
                 if self._stopping.is_set():
@@ -330,22 +336,21 @@ class PyAVSource:
                 finally:
                     self.stats.decoder_recreations = self.decoding.recreations
                 for f, pts, width, height in frames:
-                    pts_ns = int(pts * tb * 1_000_000_000) if pts is not None else self.stats.decoded * frame_ns
-                    if first_pts is None:
-                        first_pts = pts_ns
-                    self._on_frame(f, width, height, pts_ns - first_pts + self._pts_offset_ns, rate)
+                    pts_ns = clock.tick(pts, dts_of(f) if dts_of is not None else None)
+                    self._count_retimed(clock.retimed)
+                    self._on_frame(f, width, height, pts_ns, rate)
                     produced = True
-            if skipped_pts is not None and first_pts is not None:
-                end_ns = int(skipped_pts * tb * 1_000_000_000) - first_pts + self._pts_offset_ns
-                self._last_pts_ns = max(self._last_pts_ns, end_ns)
+            if skipped_pts is not None:
+                end_ns = clock.at(skipped_pts)
+                if end_ns is not None:
+                    clock.reaches(end_ns)
                 skipped_pts = None
             self._passes += 1
             if not produced or not self._loops_left():  # a live stream loops only when asked (simulated cameras)
                 return produced
             # Loop: restart the file; time and frame numbers carry on from where they were.
-            self._continue_timeline(rate, frame_ns)
+            clock = self._new_pass(tb, rate, frame_ns)
             self._discontinuity = True
-            first_pts = None
             container.seek(0)
 
     def _loops_left(self) -> bool:
@@ -355,17 +360,29 @@ class PyAVSource:
             return True
         return bool(loop) and self._passes < int(loop)
 
-    def _continue_timeline(self, rate: Fraction, frame_ns: int) -> None:
-        """A new pass over the input (loop or reconnect) starts one frame after the last one."""
-        if self._last_pts_ns < 0:
-            return
-        if self._skip is not None:
-            # Frames are numbered by time: continue after the last frame the input held, not
-            # after the last frame that was decoded.
-            self._frame_offset += round((self._last_pts_ns - self._pts_offset_ns) * float(rate) / 1e9) + 1
-        else:
-            self._frame_offset = self.stats.decoded
-        self._pts_offset_ns = self._last_pts_ns + frame_ns
+    def _new_pass(self, tb: Fraction, rate: Fraction, frame_ns: int) -> StreamClock:
+        """The clock of a new pass over the input: the first, or a loop or reconnect, which starts
+        one frame after the last one. Timed by dts when every frame is decoded (`StreamClock`)."""
+        prefer_dts = self._skip is None and hasattr(self.decoding, "dts")
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = StreamClock(tb, frame_ns, prefer_dts)
+            return clock
+        if clock.last_ns >= 0:
+            if self._skip is not None:
+                # Frames are numbered by time: continue after the last frame the input held, not
+                # after the last frame that was decoded.
+                self._frame_offset += round((clock.last_ns - clock.pass_start_ns) * float(rate) / 1e9) + 1
+            else:
+                self._frame_offset = self.stats.decoded
+        clock.new_pass(tb, frame_ns, prefer_dts)
+        return clock
+
+    def _count_retimed(self, retimed: int) -> None:
+        if self.stats.retimed_frames == 0 < retimed:  # once per stream: the file, not each frame
+            log.warning("stream %s: a frame's timestamp went back or stood still; such frames are given the time one "
+                        "frame after the last (counted in retimed_frames)", self.spec.id)
+        self.stats.retimed_frames = retimed
 
     def _decode_error(self, exc: Exception) -> None:
         self.stats.decode_errors += 1
@@ -382,12 +399,11 @@ class PyAVSource:
         if self._letterbox is None or self._letterbox.src_w != width or self._letterbox.src_h != height:
             self._check_size(width, height)  # also when the size changes mid-stream
         self.stats.decoded += 1
-        if self._skip is not None:
+        if self._skip is not None and self._clock is not None:
             # Not every frame comes out: number frames by their time, as the source counts them.
-            frame_no = self._frame_offset + round((pts_ns - self._pts_offset_ns) * float(rate) / 1e9)
+            frame_no = self._frame_offset + round((pts_ns - self._clock.pass_start_ns) * float(rate) / 1e9)
         else:
             frame_no = self.stats.decoded - 1
-        self._last_pts_ns = max(self._last_pts_ns, pts_ns)
         if not self._sampled(pts_ns):
             return
         if self.spec.realtime:
