@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "shapes"
 CLIP_A = ROOT / "sample_streams" / "shapes_a.mp4"
 
-DETECTOR_KEYS = ("classes, conf_threshold, input_size, intra_op_threads, iou_threshold, labels_file, layer, "
-                 "layout, max_detections, model, name, output")
+DETECTOR_KEYS = ("channel_order, classes, conf_threshold, input_scale, input_size, intra_op_threads, iou_threshold, "
+                 "labels_file, layer, layout, max_detections, model, name, output")
 DETECTOR = f"model = '{MODELS / 'detector.onnx'}'\nclasses = ['red', 'green', 'blue']"
 STAGE_TYPES = "brand_exposure, classify, detect, python, read_text, track"
 SINK_TYPES = "file, python, reliable, zmq"

@@ -306,7 +306,8 @@ def measure_hand_loop(spec: PipelineConfig, later: Any) -> dict[str, Any]:
         outputs = {o.name: tuple(o.shape) for o in session.get_outputs()}
         adapter = YoloAdapter(det.class_names(), det.layout, det.conf_threshold, det.iou_threshold,
                               det.max_detections, det.output)
-        adapter.bind(outputs, "detector")
+        adapter.bind(outputs, "detector", (w, h))
+        convention = det.input_convention
         names = list(outputs)
         frames = 0
         per_stream: dict[str, int] = {}
@@ -326,7 +327,8 @@ def measure_hand_loop(spec: PipelineConfig, later: Any) -> dict[str, Any]:
                     resized = cv2.resize(rgb, (box.new_w, box.new_h), interpolation=cv2.INTER_AREA)
                     canvas = np.full((h, w, 3), PAD_VALUE, np.uint8)
                     canvas[box.pad_y:box.pad_y + box.new_h, box.pad_x:box.pad_x + box.new_w] = resized
-                    x = (canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+                    planes = canvas[..., ::-1] if convention.bgr else canvas  # the model's own convention
+                    x = (planes.transpose(2, 0, 1)[None].astype(np.float32) / convention.divisor)
                     out = dict(zip(names, session.run(names, {inp.name: x})))
                     detections = adapter.decode(out, [box])
                     if stages:

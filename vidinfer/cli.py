@@ -478,7 +478,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     frames = pipeline_frames(spec, size, per_stream=2 * args.frames)
     # Calibrate on even frames, measure on odd ones: agreement is not judged on calibration data.
     calibration, held_out = frames[0::2], frames[1::2]
-    int8 = quantize_int8(model, out_dir / f"{model.stem}.int8.onnx", _tensor(calibration, size))
+    int8 = quantize_int8(model, out_dir / f"{model.stem}.int8.onnx",
+                         _tensor(calibration, size, detector.input_convention))
     fp16 = convert_fp16(model, out_dir / f"{model.stem}.fp16.onnx")
     results = compare_precisions({"fp32": model, "fp16": fp16, "int8": int8}, held_out, detector,
                                  spec.max_batch_size)

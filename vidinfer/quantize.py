@@ -26,7 +26,7 @@ from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.evaluation import mean_ap
 from vidinfer.frame import Frame
 from vidinfer.models.yolo import YoloAdapter
-from vidinfer.preprocess.letterbox import fill_batch_slot
+from vidinfer.preprocess.letterbox import RGB_0_1, InputConvention, fill_batch_slot
 from vidinfer.sources.base import DecodeHints
 from vidinfer.sources.pyav import PyAVSource
 from vidinfer.stages.detect import Detect
@@ -54,11 +54,14 @@ def pipeline_frames(spec: PipelineConfig, input_size: tuple[int, int], per_strea
     return frames
 
 
-def _tensor(frames: list[Frame], input_size: tuple[int, int], dtype: Any = np.float32) -> np.ndarray:
+def _tensor(frames: list[Frame], input_size: tuple[int, int], convention: InputConvention = RGB_0_1,
+            dtype: Any = np.float32) -> np.ndarray:
+    """The detector's input for ``frames``, in the model's own pixel convention (so INT8 calibrates
+    on what the model will see)."""
     w, h = input_size
     batch = np.empty((len(frames), 3, h, w), dtype)
     for i, f in enumerate(frames):
-        fill_batch_slot(batch, i, f.image, f.letterbox)
+        fill_batch_slot(batch, i, f.image, f.letterbox, convention)
     return batch
 
 
@@ -130,7 +133,7 @@ def compare_precisions(models: dict[str, Path], frames: list[Frame], det: Detect
     classes = det.class_names()
     engines = {k: OnnxRuntimeEngine(p, det.input_size, det.intra_op_threads) for k, p in models.items()}
     inp = next(iter(engines.values())).input
-    tensor = _tensor(frames, (inp.width, inp.height))
+    tensor = _tensor(frames, (inp.width, inp.height), det.input_convention)
     boxes = [f.letterbox for f in frames]
     results: dict[str, list[Any]] = {}
     timings: dict[str, float] = {}
@@ -138,7 +141,7 @@ def compare_precisions(models: dict[str, Path], frames: list[Frame], det: Detect
         for name, engine in engines.items():
             adapter = YoloAdapter(classes, det.layout, det.conf_threshold, det.iou_threshold, det.max_detections,
                                   det.output)
-            adapter.bind(engine.output_shapes)
+            adapter.bind(engine.output_shapes, input_size=(inp.width, inp.height))
             t0 = time.perf_counter()
             out = []
             for s in range(0, len(tensor), batch_size):

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vidinfer.config import GpuSpec, StreamSpec
     from vidinfer.engines.base import Engine, ImageInput
     from vidinfer.frame import Frame
-    from vidinfer.preprocess.letterbox import Letterbox
+    from vidinfer.preprocess.letterbox import InputConvention, Letterbox
     from vidinfer.sources.base import Source
 
 __all__ = ["Backend", "PendingRun", "make_backend"]
@@ -55,7 +55,8 @@ class Backend(Protocol):
         """An empty (slots, C, H, W) detector input of this backend's array type."""
         ...
 
-    def launch(self, engine: Engine, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> PendingRun:
+    def launch(self, engine: Engine, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox],
+               convention: InputConvention = ...) -> PendingRun:
         """Fill ``batch`` with the frames letterboxed by ``boxes`` and start ``engine`` on it."""
         ...
 

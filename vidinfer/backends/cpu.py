@@ -14,7 +14,7 @@ from vidinfer.engines.base import ImageInput
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.frame import Frame
 from vidinfer.models.classifier import host_crops
-from vidinfer.preprocess.letterbox import Letterbox, fill_batch_slot
+from vidinfer.preprocess.letterbox import RGB_0_1, InputConvention, Letterbox, fill_batch_slot
 from vidinfer.sources.pyav import PyAVSource, scaled_rgb
 
 __all__ = ["CpuBackend", "DoneRun", "detector_image"]
@@ -59,9 +59,10 @@ class CpuBackend:
     def new_batch(self, inp: ImageInput, slots: int) -> np.ndarray:
         return np.empty((slots, 3, inp.height, inp.width), inp.dtype)
 
-    def launch(self, engine: Any, batch: np.ndarray, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> DoneRun:
+    def launch(self, engine: Any, batch: np.ndarray, frames: Sequence[Frame], boxes: Sequence[Letterbox],
+               convention: InputConvention = RGB_0_1) -> DoneRun:
         for i, (f, box) in enumerate(zip(frames, boxes)):
-            fill_batch_slot(batch, i, detector_image(f, box), box)
+            fill_batch_slot(batch, i, detector_image(f, box), box, convention)
         return DoneRun(engine.run(batch[: engine.input.padded_size(len(frames))]))
 
     def host_frames(self, frames: Sequence[Frame]) -> Sequence[Frame]:

@@ -36,7 +36,7 @@ from vidinfer.engines.base import ImageInput
 from vidinfer.frame import DeviceNV12, Frame
 from vidinfer.models.classifier import host_crops
 from vidinfer.preprocess.gpu import crop_resize_nv12, letterbox_nv12_into
-from vidinfer.preprocess.letterbox import Letterbox, fill_batch_slot
+from vidinfer.preprocess.letterbox import RGB_0_1, InputConvention, Letterbox, fill_batch_slot
 from vidinfer.sources.nvdec import NvdecDecoding
 from vidinfer.sources.pyav import INTERPOLATION, PyAVSource
 
@@ -97,24 +97,26 @@ class GpuBackend:
         with self._device():
             return self.cp.empty((slots, 3, inp.height, inp.width), inp.dtype)
 
-    def launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> GpuRun:
-        """Letterbox every frame into its slot (any box: the kernel reads the whole NV12 frame),
-        then start the detector; returns at once (TensorRT)."""
+    def launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox],
+               convention: InputConvention = RGB_0_1) -> GpuRun:
+        """Letterbox every frame into its slot (any box: the kernel reads the whole NV12 frame) in
+        the model's input convention, then start the detector; returns at once (TensorRT)."""
         with self._device():
-            return self._launch(engine, batch, frames, boxes)
+            return self._launch(engine, batch, frames, boxes, convention)
 
-    def _launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox]) -> GpuRun:
+    def _launch(self, engine: Any, batch: Any, frames: Sequence[Frame], boxes: Sequence[Letterbox],
+                convention: InputConvention) -> GpuRun:
         n = len(frames)
         for i, (f, box) in enumerate(zip(frames, boxes)):
             if isinstance(f.image, DeviceNV12):
                 matrix, offsets = f.image.colour()
                 letterbox_nv12_into(batch, i, f.image.data, None, box, matrix, offsets, stream=self.stream,
-                                    chroma_siting=f.image.chroma_siting)
+                                    chroma_siting=f.image.chroma_siting, convention=convention)
             else:  # host pixels (an ArraySource): the CPU's resize, then one upload of the slot
                 from vidinfer.backends.cpu import detector_image
 
                 slot = np.empty((1, *batch.shape[1:]), batch.dtype)
-                fill_batch_slot(slot, 0, detector_image(f, box), box)
+                fill_batch_slot(slot, 0, detector_image(f, box), box, convention)
                 with self.stream:
                     batch[i] = self.cp.asarray(slot[0])
         tensor = batch[: engine.input.padded_size(n)]

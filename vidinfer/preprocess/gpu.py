@@ -49,8 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from vidinfer.preprocess.letterbox import Letterbox
-from vidinfer.preprocess.reference import CHROMA_DX, letterbox_region, normalisation_constants, nv12_chroma_size
+from vidinfer.preprocess.letterbox import RGB_0_1, InputConvention, Letterbox
+from vidinfer.preprocess.reference import (
+    CHROMA_DX,
+    channel_matrix,
+    letterbox_region,
+    normalisation_constants,
+    nv12_chroma_size,
+)
 
 __all__ = [
     "KERNEL_DIR",
@@ -244,11 +250,13 @@ def _colour_args(matrix: Any, offsets: Any) -> tuple[np.float32, ...]:
 def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Letterbox, matrix: Any,
                         offsets: Any, mean: Sequence[float] | None = None,
                         std: Sequence[float] | None = None, src_rect: Sequence[float] | None = None,
-                        chroma_siting: str = "center",
+                        chroma_siting: str = "center", convention: InputConvention = RGB_0_1,
                         ) -> tuple[str, tuple[int, int, int], tuple[int, int, int], tuple]:
     """(kernel name, grid, block, args) of one letterbox launch; arrays stay arrays in ``args``.
 
     Plain NumPy: works on NumPy arrays too (the CPU emulation in the tests launches with these).
+    ``convention`` (the model's range and channel order) becomes the colour matrix's row order
+    and the scale and padding constants, as in `letterbox_nv12_reference`.
     """
     if batch.ndim != 4 or tuple(batch.shape[1:]) != (3, box.dst_h, box.dst_w):
         raise ValueError(f"batch {batch.shape} does not match a (N, 3, {box.dst_h}, {box.dst_w}) input")
@@ -263,12 +271,12 @@ def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Let
     else:
         raise ValueError(f"batch dtype must be float32 or float16, got {batch.dtype}")
     y, y_pitch, uv, uv_pitch, w, h, cw, ch = _planes(y, uv, box.src_w, box.src_h)
-    scale, bias, pad = normalisation_constants(mean, std)
+    scale, bias, pad = normalisation_constants(mean, std, convention)
     args = (y, _i32(y_pitch), uv, _i32(uv_pitch), _i32(w), _i32(h), *_chroma_args(cw, ch, chroma_siting),
             *letterbox_region(box, src_rect),
             batch, _i32(index), _i32(box.dst_w), _i32(box.dst_h), _i32(box.new_w), _i32(box.new_h),
             _i32(box.pad_x), _i32(box.pad_y),
-            *_colour_args(matrix, offsets), *scale, *bias, *pad)
+            *_colour_args(channel_matrix(matrix, convention), offsets), *scale, *bias, *pad)
     bx, by, _ = BLOCK_2D
     grid = ((box.dst_w + bx - 1) // bx, (box.dst_h + by - 1) // by, 1)
     return name, grid, BLOCK_2D, args
@@ -277,17 +285,19 @@ def letterbox_nv12_args(batch: Any, index: int, y: Any, uv: Any | None, box: Let
 def letterbox_nv12_into(batch: Any, index: int, y: Any, uv: Any | None, box: Letterbox, matrix: Any,
                         offsets: Any, stream: Any = None, *, mean: Sequence[float] | None = None,
                         std: Sequence[float] | None = None,
-                        src_rect: Sequence[float] | None = None, chroma_siting: str = "center") -> None:
+                        src_rect: Sequence[float] | None = None, chroma_siting: str = "center",
+                        convention: InputConvention = RGB_0_1) -> None:
     """Letterbox one NV12 frame into slot ``index`` of a CuPy (N, 3, H, W) float32/float16 batch.
 
     ``matrix, offsets`` come from `vidinfer.preprocess.crops.yuv_to_rgb_matrix` for the stream's
     colour space and range, ``chroma_siting`` from `vidinfer.preprocess.crops.chroma_siting` for its
     codec. ``uv=None`` takes ``y`` as the single (1.5H, W) NV12 array. Without
-    mean/std the slot holds RGB / 255 and padding 114/255, like `fill_batch_slot`. The launch is
-    asynchronous on ``stream`` (a ``cupy.cuda.Stream``; None: the current stream).
+    mean/std the slot holds RGB / 255 and padding 114/255, like `fill_batch_slot` (``convention``:
+    BGR and/or 0..255 for models that take that). The launch is asynchronous on ``stream`` (a
+    ``cupy.cuda.Stream``; None: the current stream).
     """
     name, grid, block, args = letterbox_nv12_args(batch, index, y, uv, box, matrix, offsets,
-                                                  mean, std, src_rect, chroma_siting)
+                                                  mean, std, src_rect, chroma_siting, convention)
     _function("letterbox_nv12.cu", name)(grid, block, args, stream=stream)
 
 

@@ -13,9 +13,43 @@ import numpy as np
 
 from vidinfer._xp import array_module
 
-__all__ = ["Letterbox", "PAD_VALUE", "fill_batch_slot"]
+__all__ = ["CHANNEL_ORDERS", "INPUT_SCALES", "InputConvention", "Letterbox", "PAD_VALUE", "RGB_0_1", "fill_batch_slot"]
 
 PAD_VALUE = 114  # grey padding, as YOLO-family models were trained with
+
+# A model's input range -> the pixel value that becomes 1.0 (pixel values are 0..255).
+INPUT_SCALES = {"0-1": 255.0, "0-255": 1.0}
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """What a model wants of its input pixels: their range and the order of the colour planes.
+
+    ``scale``: "0-1" (pixel / 255, what most exports take) or "0-255" (pixel values as they are);
+    ``channel_order``: "rgb" or "bgr" (OpenCV-trained models such as many Caffe and Darknet ports).
+    """
+
+    scale: str = "0-1"
+    channel_order: str = "rgb"
+
+    def __post_init__(self) -> None:
+        if self.scale not in INPUT_SCALES:
+            raise ValueError(f"input scale must be one of {', '.join(INPUT_SCALES)}, got {self.scale!r}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"channel order must be one of {', '.join(CHANNEL_ORDERS)}, got {self.channel_order!r}")
+
+    @property
+    def divisor(self) -> float:
+        """The pixel value that becomes 1.0: 255 or 1."""
+        return INPUT_SCALES[self.scale]
+
+    @property
+    def bgr(self) -> bool:
+        return self.channel_order == "bgr"
+
+
+RGB_0_1 = InputConvention()
 
 
 @dataclass(frozen=True)
@@ -56,15 +90,17 @@ class Letterbox:
         return xyxy * scale + offset
 
 
-def fill_batch_slot(batch: Any, index: int, resized_rgb: Any, box: Letterbox) -> None:
+def fill_batch_slot(batch: Any, index: int, resized_rgb: Any, box: Letterbox,
+                    convention: InputConvention = RGB_0_1) -> None:
     """Write one resized HxWx3 uint8 RGB image into slot ``index`` of an (N, 3, H, W) batch.
 
-    The slot gets the padding colour around the image and values scaled to [0, 1] in the batch's
-    dtype (float32 or float16): exactly what the fused GPU kernel produces from NV12.
+    The slot gets the padding colour around the image and values scaled to the model's range
+    (``convention``: [0, 1] by default, or 0..255) in its channel order, in the batch's dtype
+    (float32 or float16): exactly what the fused GPU kernel produces from NV12.
     """
     xp = array_module(batch)
     slot = batch[index]
-    pad = PAD_VALUE / 255.0
+    pad = PAD_VALUE / convention.divisor
     y0, x0, h, w = box.pad_y, box.pad_x, box.new_h, box.new_w
     # Only the borders need the padding colour; the image area is overwritten below.
     if y0 or h < box.dst_h:
@@ -74,4 +110,6 @@ def fill_batch_slot(batch: Any, index: int, resized_rgb: Any, box: Letterbox) ->
         slot[:, y0:y0 + h, :x0] = pad
         slot[:, y0:y0 + h, x0 + w:] = pad
     chw = xp.moveaxis(xp.asarray(resized_rgb), -1, 0)
-    xp.multiply(chw, np.float32(1 / 255.0), out=slot[:, y0:y0 + h, x0:x0 + w], casting="unsafe")
+    if convention.bgr:
+        chw = chw[::-1]  # a view: the planes are reordered by the multiply below, not copied first
+    xp.multiply(chw, np.float32(1 / convention.divisor), out=slot[:, y0:y0 + h, x0:x0 + w], casting="unsafe")

@@ -16,7 +16,10 @@ rounding path). The sampling convention is the one of `vidinfer.preprocess.crops
   0.25 for chroma co-sited with the even luma columns ("left": the H.264, HEVC and MPEG-4 part 2
   default, which swscale honours for decoded frames);
 * ``rgb = M @ (yuv - offsets)`` in 0..255 units with ``M, offsets`` from
-  `vidinfer.preprocess.crops.yuv_to_rgb_matrix`.
+  `vidinfer.preprocess.crops.yuv_to_rgb_matrix`;
+* a model's input convention (`vidinfer.preprocess.letterbox.InputConvention`) is folded into the
+  letterbox kernel's parameters: "bgr" swaps the first and last rows of ``M`` (`channel_matrix`),
+  "0-255" divides by 1 instead of 255 (`normalisation_constants`); the kernel itself is the same.
 
 NV12 planes are taken as ``y`` (H, W) uint8 and ``uv`` (ceil(H/2), 2*ceil(W/2)) uint8 (U, V
 interleaved), or ``uv`` as (ceil(H/2), ceil(W/2), 2); row padding (pitch) is allowed. At an odd
@@ -32,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from vidinfer.preprocess.letterbox import PAD_VALUE, Letterbox
+from vidinfer.preprocess.letterbox import PAD_VALUE, RGB_0_1, InputConvention, Letterbox
 
 __all__ = [
     "CHROMA_DX",
+    "channel_matrix",
     "crop_resize_nv12_reference",
     "letterbox_nv12_reference",
     "letterbox_region",
@@ -53,22 +57,31 @@ CHROMA_DX = {"center": 0.0, "left": 0.25}
 
 
 def normalisation_constants(mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                            convention: InputConvention = RGB_0_1,
                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel (scale, bias, pad) float32 triples of the letterbox kernel.
 
-    An image value is ``clamp(rgb, 0, 255) * scale + bias`` with ``scale = 1 / (255 * std)`` and
-    ``bias = -mean / std`` (mean, std in [0, 1] units); the padding is the normalised
-    ``PAD_VALUE``: exactly ``float32(114 / 255)`` when no mean/std is given, like
-    `vidinfer.preprocess.letterbox.fill_batch_slot`.
+    An image value is ``clamp(rgb, 0, 255) * scale + bias`` with ``scale = 1 / (D * std)`` and
+    ``bias = -mean / std``, ``D`` being 255 for a "0-1" model and 1 for a "0-255" one (mean, std in
+    the model's units and channel order); the padding is the normalised ``PAD_VALUE``: exactly
+    ``float32(114 / D)`` when no mean/std is given, like `vidinfer.preprocess.letterbox.fill_batch_slot`.
     """
     m = np.zeros(3) if mean is None else np.asarray(mean, np.float64).reshape(3)
     s = np.ones(3) if std is None else np.asarray(std, np.float64).reshape(3)
     if np.any(s == 0):
         raise ValueError("std must be non-zero")
-    scale = (1.0 / (255.0 * s)).astype(_F)
+    d = convention.divisor
+    scale = (1.0 / (d * s)).astype(_F)
     bias = (-m / s).astype(_F) + _F(0)  # + 0 turns -0.0 into 0.0
-    pad = ((PAD_VALUE / 255.0 - m) / s).astype(_F)
+    pad = ((PAD_VALUE / d - m) / s).astype(_F)
     return scale, bias, pad
+
+
+def channel_matrix(matrix: Any, convention: InputConvention = RGB_0_1) -> np.ndarray:
+    """The 3x3 YUV -> model-channel matrix: ``matrix`` (YUV -> RGB), its R and B rows swapped for
+    a "bgr" model, so the kernel writes B to the first plane without a parameter of its own."""
+    m = np.asarray(matrix, _F).reshape(3, 3)
+    return m[::-1].copy() if convention.bgr else m
 
 
 def nv12_chroma_size(w: int, h: int, uv_rows: int, uv_pairs: int) -> tuple[int, int]:
@@ -166,20 +179,23 @@ def letterbox_nv12_reference(y: np.ndarray, uv: np.ndarray, box: Letterbox, matr
                              dtype: Any = np.float32, mean: Sequence[float] | None = None,
                              std: Sequence[float] | None = None,
                              src_rect: Sequence[float] | None = None,
-                             chroma_siting: str = "center") -> np.ndarray:
+                             chroma_siting: str = "center", convention: InputConvention = RGB_0_1,
+                             ) -> np.ndarray:
     """What ``letterbox_nv12_f32`` / ``_f16`` write into one batch slot: (3, dst_h, dst_w).
 
     ``src_rect`` (x1, y1, x2, y2 in continuous source pixels) letterboxes a region instead of the
     whole ``box.src_w`` x ``box.src_h`` frame (``box`` then describes the region's size).
-    ``chroma_siting``: "center" or "left" (`CHROMA_DX`).
+    ``chroma_siting``: "center" or "left" (`CHROMA_DX`). ``convention``: the model's range and
+    channel order, through the same parameters the kernel gets (`channel_matrix`).
     """
     rx0, ry0, rw, rh = letterbox_region(box, src_rect)
-    scale, bias, pad = normalisation_constants(mean, std)
+    scale, bias, pad = normalisation_constants(mean, std, convention)
     out = np.empty((3, box.dst_h, box.dst_w), _F)
     out[:] = pad[:, None, None]
     xs = _span(rx0, rw, box.new_w)
     ys = _span(ry0, rh, box.new_h)
-    rgb = _sample_rgb(y, uv, box.src_w, box.src_h, xs, ys, matrix, offsets, chroma_siting)
+    rgb = _sample_rgb(y, uv, box.src_w, box.src_h, xs, ys, channel_matrix(matrix, convention), offsets,
+                      chroma_siting)
     win = (slice(box.pad_y, box.pad_y + box.new_h), slice(box.pad_x, box.pad_x + box.new_w))
     for c in range(3):
         out[c][win] = np.minimum(np.maximum(rgb[c], _F(0)), _F(255)) * scale[c] + bias[c]

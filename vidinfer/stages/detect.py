@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component
 from vidinfer.errors import ConfigError
 from vidinfer.limits import MAX_SIDE, MAX_THREADS, THREADS_WHY, why
 from vidinfer.models.yolo import YoloAdapter
-from vidinfer.preprocess.letterbox import Letterbox
+from vidinfer.preprocess.letterbox import CHANNEL_ORDERS, INPUT_SCALES, InputConvention, Letterbox
 from vidinfer.stages.base import StageContext
 from vidinfer.stages.options import FileRef, ModelRef, check_labels, model_file, read_labels
 
@@ -39,7 +39,9 @@ class Detect(Component):
         model: the ONNX file (or a registered name such as ``logos:detector``).
         layer: the name of the layer its boxes make (``"objects"``; ``"logo"``, ``"person"``).
         classes / labels_file: its class names in model order (one of the two).
-        layout: ``"auto"`` or the output layout.
+        layout: ``"auto"`` or the output layout (``"yolox"``: a YOLOX export without decoding).
+        input_scale: the value range the model takes: ``"0-1"`` (pixel / 255) or ``"0-255"``.
+        channel_order: ``"rgb"`` or ``"bgr"``, the order of the model's colour planes.
         input_size: [width, height], needed only when the export has dynamic height/width.
         conf_threshold, iou_threshold, max_detections: post-processing.
         output: the output's name when the model has several.
@@ -53,7 +55,9 @@ class Detect(Component):
     layer: str = Field(default="objects", pattern=LAYER_NAME)
     classes: Optional[list[str]] = None
     labels_file: Optional[FileRef] = None
-    layout: Literal["auto", "yolov5", "yolov8", "end2end"] = "auto"
+    layout: Literal["auto", "yolov5", "yolov8", "end2end", "yolox"] = "auto"
+    input_scale: Literal["0-1", "0-255"] = "0-1"
+    channel_order: Literal["rgb", "bgr"] = "rgb"
     input_size: Optional[tuple[Side, Side]] = None
     conf_threshold: float = Field(default=0.25, ge=0, le=1)
     iou_threshold: float = Field(default=0.45, ge=0, le=1)
@@ -68,6 +72,25 @@ class Detect(Component):
         check_labels(self.classes, self.labels_file, "classes")
         return self
 
+    @field_validator("input_scale", mode="before")
+    @classmethod
+    def _input_scale(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value not in INPUT_SCALES:
+            raise ValueError('must be "0-1" (the model takes pixel / 255) or "0-255" (pixel values as they are)')
+        return value
+
+    @field_validator("channel_order", mode="before")
+    @classmethod
+    def _channel_order(cls, value: Any) -> Any:
+        if not isinstance(value, str) or value not in CHANNEL_ORDERS:
+            raise ValueError('must be "rgb" or "bgr" (the order of the model\'s colour planes)')
+        return value
+
+    @property
+    def input_convention(self) -> InputConvention:
+        """What the model takes: its value range and channel order, for the backend's preprocessing."""
+        return InputConvention(self.input_scale, self.channel_order)
+
     def default_name(self) -> str:
         return f"detect:{self.layer}"
 
@@ -79,12 +102,13 @@ class Detect(Component):
         classes = self.class_names(f"stage {ctx.name!r}")
         path = model_file(self.model, f"stage {ctx.name!r}")
         self._engine = engine = ctx.engine(path, self.input_size, self.intra_op_threads, role="detector model")
-        self._adapter = YoloAdapter(classes, self.layout, self.conf_threshold, self.iou_threshold,
-                                    self.max_detections, self.output)
-        self._adapter.bind(engine.output_shapes, f"stage {ctx.name!r}: detector model {path.name!r}")
-        self._backend = ctx.backend
         inp = engine.input
         self._size = (inp.width, inp.height)
+        self._adapter = YoloAdapter(classes, self.layout, self.conf_threshold, self.iou_threshold,
+                                    self.max_detections, self.output)
+        self._adapter.bind(engine.output_shapes, f"stage {ctx.name!r}: detector model {path.name!r}", self._size)
+        self._backend = ctx.backend
+        self._convention = self.input_convention
         # The first detector's input comes letterboxed from the decoder; another size is cut
         # from the full-resolution frame.
         self._decoder_sized = ctx.claim_frame_size(self._size)
@@ -127,7 +151,7 @@ class Detect(Component):
         """Fill the first input tensor with the batch's frames; (the tensor as run, the letterboxes).
         For benchmarks of the detector alone: ``engine.run(tensor)`` then ``adapter.decode``."""
         boxes = self.letterboxes(batch)
-        self._backend.launch(self._engine, self._tensors[0], batch.frames, boxes).outputs()
+        self._backend.launch(self._engine, self._tensors[0], batch.frames, boxes, self._convention).outputs()
         return self._tensors[0][: self._engine.input.padded_size(len(batch.frames))], boxes
 
     def prepare(self, batch: Batch) -> None:
@@ -138,7 +162,7 @@ class Detect(Component):
         tensor = self._tensors[self._launched % len(self._tensors)]
         self._launched += 1
         boxes = self.letterboxes(batch)
-        return self._backend.launch(self._engine, tensor, batch.frames, boxes), boxes
+        return self._backend.launch(self._engine, tensor, batch.frames, boxes, self._convention), boxes
 
     def __call__(self, batch: Batch) -> None:
         prepared = batch.scratch.pop(id(self), None)

@@ -7,7 +7,8 @@
 // (continuous pixels; the whole frame is 0, 0, src_w, src_h) is resized to new_w x new_h and placed
 // at (pad_x, pad_y); every other pixel gets the per-channel pad value p0..p2.
 // Image pixels: out_c = clamp(rgb_c, 0, 255) * a_c + b_c with rgb = M @ (yuv - o); a_c = 1/(255 std_c),
-// b_c = -mean_c / std_c (plain [0, 1] scaling: a_c = 1/255, b_c = 0). Sampling: nv12_common.cuh.
+// b_c = -mean_c / std_c (plain [0, 1] scaling: a_c = 1/255, b_c = 0; a 0-255 model: a_c = 1). A BGR
+// model gets M with its first and last rows swapped, so out_0 is blue. Sampling: nv12_common.cuh.
 // NumPy reference: vidinfer.preprocess.reference.letterbox_nv12_reference.
 #include "nv12_common.cuh"
 
