@@ -308,3 +308,13 @@ def test_empty_inputs(reader):
     blank = np.full((240, 320, 3), 128, np.uint8)
     res = reader.read_images([blank])[0]
     assert len(res) == 0 and res.xyxy.shape == (0, 4)
+
+
+def test_a_frame_reads_the_same_whatever_frames_share_its_batch(reader, rendered, ours):
+    """Lines of other streams' frames share recogniser runs; a line's padded width depends on its
+    own aspect only, so what a frame reads never depends on what it was batched with (runs of a
+    file give the same figures whatever the timing)."""
+    alone = [reader.read_images([img])[0] for img, _ in rendered[:3]]
+    for a, b in zip(alone, ours[:3]):
+        assert list(a.text) == list(b.text)
+        np.testing.assert_allclose(a.score, b.score, atol=1e-5)

@@ -7,14 +7,18 @@ pre- and post-processing are ours (NumPy + scipy.ndimage, no OpenCV) and follow 
   multiples of 32, BGR, (x/255 - 0.5) / 0.5 (RapidOCR's det normalisation), one frame per run;
   the probability map is thresholded (0.3), dilated 2x2, split into
   8-connected components, each scored by its mean probability (kept at >= 0.5) and grown by
-  DBNet's unclip distance area * 1.6 / perimeter. Boxes are axis-aligned: rotated text gets its
-  bounding rectangle (rotation is not handled).
+  DBNet's unclip distance area * 1.6 / perimeter. Each line is a quadrilateral: the component's
+  min-area rectangle (PP-OCR's get_mini_boxes: convex hull, rotating calipers); crops at least
+  1.5x taller than wide are turned 90 degrees.
+* crops are rectified as PP-OCR's get_rotate_crop_image does: the quad is warped (homography,
+  bilinear) onto an upright rectangle, so text rotated or seen at an angle is read level.
 * orientation: crops at 48x192, flipped 180 degrees when the classifier says "180" with > 0.9.
-* recognition: crops at height 48 keeping their aspect, padded (grey) to the widest crop of the
-  run and at least 320 px, BGR, (x/255 - 0.5) / 0.5; greedy CTC decode against the character
+* recognition: crops at height 48 keeping their aspect, padded (grey) to their own width rounded
+  up to 32 px (at least 320 px; a run holds crops of one padded width, so a line reads the same
+  whatever shares its batch), BGR, (x/255 - 0.5) / 0.5; greedy CTC decode against the character
   list stored in the model's metadata (blank at 0, a space appended, as PP-OCR does).
 
-Crops are sampled straight from the decoder's planes (`frame_crops`), every box of every frame
+Crops are sampled straight from the decoder's planes (`_Image.sample`), every line of every frame
 of a batch at once, so recognition costs a few model runs per batch rather than one per line.
 """
 
@@ -31,12 +35,11 @@ from vidinfer._xp import to_numpy
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.errors import ModelError
 from vidinfer.frame import Frame
-from vidinfer.models.classifier import frame_crops
 from vidinfer.models.registry import resolve_model
-from vidinfer.preprocess.crops import crop_resize_rgb
+from vidinfer.preprocess.crops import colour_standard, yuv_to_rgb_matrix
 
 __all__ = ["TextResult", "TextDetector", "TextClassifier", "TextRecognizer", "TextReader",
-           "db_boxes", "ctc_greedy_decode", "load_charset"]
+           "db_boxes", "db_quads", "quad_size", "as_quads", "ctc_greedy_decode", "load_charset"]
 
 ModelRef = str | os.PathLike[str]
 
@@ -46,14 +49,19 @@ class TextResult:
     """The text lines read in one frame, top to bottom then left to right.
 
     Attributes:
-        xyxy: (N, 4) float32 boxes in source pixels.
+        xyxy: (N, 4) float32 boxes in source pixels: the bounding boxes of ``quad``, clipped to
+            the frame.
         score: (N,) float32 recognition score (mean probability of the decoded characters).
         text: N strings.
+        quad: (N, 4, 2) float32 (x, y) corners in source pixels of each line as it was read:
+            top-left, top-right, bottom-right, bottom-left of the text (upside-down text starts
+            at its bottom-right in the image). Not clipped: DBNet's margin may pass the edge.
     """
 
     xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     score: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     text: list[str] = field(default_factory=list)
+    quad: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 2), np.float32))
 
     def __len__(self) -> int:
         return len(self.text)
@@ -67,7 +75,6 @@ class _Image:
     """One input image, in whatever form it came, with the two reads OCR needs of it."""
 
     def __init__(self, item: Frame | np.ndarray):
-        self.frame: Frame | None = None
         self.array: np.ndarray | None = None
         self.av_frame: Any = None
         # view pixels * (sx, sy) = reported source pixels; 1 except when only frame.image exists.
@@ -82,7 +89,7 @@ class _Image:
             elif isinstance(src, np.ndarray) or type(src).__module__.startswith("cupy"):
                 self.array = np.ascontiguousarray(to_numpy(src))
             else:
-                self.frame, self.av_frame = item, src
+                self.av_frame = src
         else:
             self.array = np.asarray(item)
         if self.array is not None and (self.array.ndim != 3 or self.array.shape[2] != 3):
@@ -104,11 +111,36 @@ class _Image:
         src = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr, dtype=np.uint8), format="rgb24")
         return src.reformat(width=width, height=height, format="rgb24").to_ndarray()
 
-    def crops(self, xyxy: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-        """(N, out_h, out_w, 3) float32 RGB in [0, 1] of boxes given in view pixels."""
-        if self.frame is not None:
-            return frame_crops(self.frame, xyxy, out_h, out_w)
-        return crop_resize_rgb(self.array, xyxy, out_h, out_w)
+    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Bilinear RGB in [0, 1], (..., 3) float32, at continuous view coordinates x, y (any
+        shape, pixel i covers [i, i + 1); outside the image the edge pixel repeats, as PP-OCR's
+        BORDER_REPLICATE). A 4:2:0 decoder frame is read from its planes: only the sampled
+        points are converted to RGB (as `vidinfer.preprocess.crops.crop_resize_yuv420`)."""
+        f = self.av_frame
+        if f is not None and f.format.name in _YUV420:
+            y_, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in f.planes)
+            standard, full = colour_standard(getattr(f, "colorspace", None), getattr(f, "color_range", None),
+                                             f.format.name)
+            m, off = yuv_to_rgb_matrix(standard, full)
+            # Chroma sits at half resolution: the same continuous point is at half the coordinate.
+            yuv = np.stack([_bilinear(y_, x, y) - off[0], _bilinear(u, x * 0.5, y * 0.5) - off[1],
+                            _bilinear(v, x * 0.5, y * 0.5) - off[2]], axis=-1)
+            return np.clip(yuv @ (m.T * np.float32(1 / 255)), 0.0, 1.0)
+        if self.array is None:  # another pixel format: the whole frame to RGB, once
+            self.array = f.to_ndarray(format="rgb24")
+        arr = self.array
+        return np.stack([_bilinear(arr[..., c], x, y) for c in range(3)], axis=-1) * np.float32(1 / 255)
+
+
+_YUV420 = frozenset({"yuv420p", "yuvj420p"})
+
+
+def _bilinear(plane: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A 2-D plane sampled at continuous coordinates (pixel centres at i + 0.5), float32."""
+    from scipy import ndimage
+
+    return ndimage.map_coordinates(plane, np.stack([y - 0.5, x - 0.5]), order=1, mode="nearest",
+                                   output=np.float32)
 
 
 def _images(items: Sequence[Frame | np.ndarray]) -> list[_Image]:
@@ -133,42 +165,144 @@ def _to_bgr_chw(rgb01: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 # Detection
 
 
-def db_boxes(prob: np.ndarray, thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
+def _dilate_2x2(mask: np.ndarray) -> np.ndarray:
+    # cv2.dilate with PP-OCR's 2x2 kernel: a pixel is set if it or its up/left neighbours are.
+    m = mask.copy()
+    m[1:] |= mask[:-1]
+    out = m.copy()
+    out[:, 1:] |= m[:, :-1]
+    return out
+
+
+def _row_ends(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel centres at both ends of every row of components 1..n, grouped by component:
+    (points (M, 2) float64 x, y; starts (n + 1,), component k's points being
+    points[starts[k - 1]:starts[k]]). Their convex hull is the component's, from far fewer points."""
+    width = labels.shape[1]
+    flat = labels.ravel()
+    idx = np.flatnonzero((flat > 0) & (flat <= n))
+    lab = flat[idx]
+    order = np.argsort(lab, kind="stable")  # stable: within a component, pixels stay row-major
+    idx, lab = idx[order], lab[order]
+    key = lab.astype(np.int64) * labels.shape[0] + idx // width  # one value per (component, row)
+    brk = np.flatnonzero(key[1:] != key[:-1]) + 1
+    ends = np.stack([np.r_[0, brk], np.r_[brk - 1, len(key) - 1]], axis=1).ravel()
+    pts = np.stack([idx[ends] % width, idx[ends] // width], axis=1) + 0.5
+    return pts, np.searchsorted(lab[ends], np.arange(1, n + 2))
+
+
+def _min_area_axes(hull: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The axes (u, v) of the min-area rectangle around a convex polygon (rotating calipers: one
+    side lies on a hull edge). u is the axis nearest +x, v = u turned 90 degrees (pointing down)."""
+    e = np.roll(hull, -1, axis=0) - hull
+    e = e[np.any(e != 0, axis=1)]
+    u = e / np.hypot(e[:, 0], e[:, 1])[:, None]
+    area = np.ptp(hull @ u.T, axis=0) * np.ptp(hull @ np.stack([-u[:, 1], u[:, 0]], axis=1).T, axis=0)
+    a = u[np.argmin(area)]
+    cand = np.array([a, [-a[1], a[0]], -a, [a[1], -a[0]]])
+    u = cand[np.argmax(cand[:, 0])]
+    return u, np.array([-u[1], u[0]])
+
+
+def _component_quad(pts: np.ndarray, unclip_ratio: float, min_side: float) -> np.ndarray | None:
+    """One component's text quad (4, 2) TL, TR, BR, BL from its pixel centres, or None (too thin).
+
+    PP-OCR's get_mini_boxes + unclip: the min-area rectangle, dropped when its short side is under
+    ``min_side``; every side pushed out by area * unclip_ratio / perimeter; dropped when the short
+    side is then under min_side + 2 (pyclipper's rounded offset of a rectangle has this min-area
+    rectangle)."""
+    from scipy.spatial import ConvexHull
+
+    try:
+        hull = pts[ConvexHull(pts).vertices]
+    except (RuntimeError, ValueError):  # QhullError: all on one line, no area, thinner than min_side
+        return None
+    u, v = _min_area_axes(hull)
+    s, t = hull @ u, hull @ v
+    w, h = float(np.ptp(s)), float(np.ptp(t))
+    if min(w, h) < min_side:
+        return None
+    d = w * h * unclip_ratio / (2 * (w + h))
+    if min(w, h) + 2 * d < min_side + 2:
+        return None
+    s0, s1, t0, t1 = s.min() - d, s.max() + d, t.min() - d, t.max() + d
+    st = np.array([[s0, t0], [s1, t0], [s1, t1], [s0, t1]])
+    return st[:, :1] * u + st[:, 1:] * v
+
+
+def db_quads(prob: np.ndarray, thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
              max_candidates: int = 1000, min_side: float = 3.0, dilate: bool = True
              ) -> tuple[np.ndarray, np.ndarray]:
-    """DBNet post-processing: an (H, W) probability map -> axis-aligned text boxes.
+    """DBNet post-processing: an (H, W) probability map -> text quadrilaterals.
 
-    Returns (xyxy (N, 4) float32 in the map's continuous pixel coordinates, score (N,) float32),
-    score being the mean probability over the component. Geometry follows PP-OCR, whose box is
-    the min-area rectangle through the contour's pixel centres: a component spanning pixels
-    x0..x1 is (x1 - x0) wide; it is dropped below ``min_side``, grown on every side by
-    area * unclip_ratio / perimeter and dropped again below ``min_side + 2``.
+    Returns (quad (N, 4, 2) float32: each line's corners top-left, top-right, bottom-right,
+    bottom-left as (x, y) in the map's continuous pixel coordinates (pixel i covers [i, i + 1)),
+    score (N,) float32, the mean probability over the component). As PP-OCR: the map is
+    thresholded, dilated 2x2 and split into 8-connected components; each gets the min-area
+    rectangle through its pixel centres (upright text mostly gets its axis-aligned box), grown by
+    DBNet's unclip distance (`_component_quad`). "Top" is the side of the rectangle's axis
+    nearest +x; a line at most 45 degrees from horizontal has its corners where a reader expects.
     """
     from scipy import ndimage
 
+    empty = np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
     mask = prob > thresh
     if dilate:
-        # cv2.dilate with PP-OCR's 2x2 kernel: a pixel is set if it or its up/left neighbours are.
-        m = mask.copy()
-        m[1:] |= mask[:-1]
-        mask = m.copy()
-        mask[:, 1:] |= m[:, :-1]
+        mask = _dilate_2x2(mask)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))  # 8-connected, as contours
     if n == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return empty
     n = min(n, max_candidates)
-    slices = ndimage.find_objects(labels, max_label=n)
-    ext = np.array([(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in slices], np.float32)
     score = np.asarray(ndimage.mean(prob, labels, index=np.arange(1, n + 1)), np.float32)
-    # Pixel-centre extents: the contour of pixels x0..x1 (stop = x1 + 1) spans x1 - x0.
-    w = ext[:, 2] - ext[:, 0] - 1
-    h = ext[:, 3] - ext[:, 1] - 1
-    d = w * h * unclip_ratio / np.maximum(2 * (w + h), 1e-6)
-    keep = (np.minimum(w, h) >= min_side) & (score >= box_thresh) & (np.minimum(w, h) + 2 * d >= min_side + 2)
-    ext, d, score = ext[keep], d[keep, None], score[keep]
-    # Centre of pixel i is i + 0.5 in continuous coordinates.
-    xyxy = np.concatenate([ext[:, :2] + 0.5 - d, ext[:, 2:] - 0.5 + d], axis=1)
-    return xyxy.astype(np.float32), score
+    pts, starts = _row_ends(labels, n)
+    quads, kept = [], []
+    for k in np.flatnonzero(score >= box_thresh):
+        q = _component_quad(pts[starts[k]:starts[k + 1]], unclip_ratio, min_side)
+        if q is not None:
+            quads.append(q)
+            kept.append(k)
+    if not quads:
+        return empty
+    return np.asarray(quads, np.float32), score[kept]
+
+
+def db_boxes(prob: np.ndarray, thresh: float = 0.3, box_thresh: float = 0.5, unclip_ratio: float = 1.6,
+             max_candidates: int = 1000, min_side: float = 3.0, dilate: bool = True
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """`db_quads` as axis-aligned boxes: (xyxy (N, 4) float32, the quads' bounding boxes, score)."""
+    quad, score = db_quads(prob, thresh, box_thresh, unclip_ratio, max_candidates, min_side, dilate)
+    return _bounds(quad), score
+
+
+def _bounds(quad: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) quads -> (N, 4) xyxy bounding boxes."""
+    return np.concatenate([quad.min(axis=1), quad.max(axis=1)], axis=1).astype(np.float32).reshape(-1, 4)
+
+
+def quad_size(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(width, height) (N,) of quads TL, TR, BR, BL: the longer of each pair of opposite sides,
+    the size of PP-OCR's rectified crop."""
+    side = np.linalg.norm(np.roll(quad, -1, axis=1) - quad, axis=2)  # TL-TR, TR-BR, BR-BL, BL-TL
+    return np.maximum(side[:, 0], side[:, 2]), np.maximum(side[:, 1], side[:, 3])
+
+
+def _upright(quad: np.ndarray) -> np.ndarray:
+    """PP-OCR turns crops at least 1.5 times taller than wide by 90 degrees (np.rot90: vertical
+    text): the quad's corners move on one place so its top side is the old right side."""
+    w, h = quad_size(quad)
+    tall = h >= 1.5 * w
+    out = quad.copy()
+    out[tall] = quad[tall][:, [1, 2, 3, 0]]
+    return out
+
+
+def as_quads(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) xyxy boxes -> (N, 4, 2) quads TL, TR, BR, BL; (N, 4, 2) quads are returned as they are."""
+    b = np.asarray(boxes, np.float32)
+    if b.ndim == 3:
+        return b
+    x1, y1, x2, y2 = b.reshape(-1, 4).T
+    return np.stack([np.stack(p, axis=1) for p in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], axis=1)
 
 
 class TextDetector:
@@ -208,55 +342,87 @@ class TextDetector:
 
     def __call__(self, items: Sequence[Frame | np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(xyxy (N, 4) float32 source pixels, score (N,) float32) per frame or RGB image."""
-        images = _images(items)
-        if not images:
-            return []
+        return [(xyxy, score) for xyxy, score, _ in self.detect(items)]
+
+    def detect(self, items: Sequence[Frame | np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(xyxy (N, 4), score (N,), quad (N, 4, 2)) float32 per frame or RGB image, in source
+        pixels: quads TL, TR, BR, BL (tall ones already turned 90 degrees, as PP-OCR reads
+        them), xyxy their bounding boxes clipped to the frame."""
         out = []
-        for im in images:  # one frame per run (see __init__)
+        for im in _images(items):  # one frame per run (see __init__)
             w, h = self.input_size(im.width, im.height)
             rgb = im.resized_rgb(w, h).astype(np.float32) * np.float32(1 / 255)
             prob = next(iter(self.engine.run(_to_bgr_chw(rgb[None], self.mean, self.std)).values()))
-            xyxy, score = db_boxes(prob[0, 0], self.thresh, self.box_thresh, self.unclip_ratio, self.max_candidates)
+            quad, score = db_quads(prob[0, 0], self.thresh, self.box_thresh, self.unclip_ratio, self.max_candidates)
             # Map to view pixels (per-axis: rounding to 32 changes the aspect), then to source.
-            xyxy *= np.array([im.width / w, im.height / h] * 2, np.float32)
-            xyxy = np.clip(xyxy, 0, np.array([im.width, im.height] * 2, np.float32))
-            xyxy *= np.array([im.sx, im.sy] * 2, np.float32)
-            bw_, bh_ = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
-            keep = (bw_ > 3) & (bh_ > max(3.0, self.min_text_height - 1e-6))
-            out.append((xyxy[keep], score[keep]))
+            quad = _upright(quad * np.array([im.width / w * im.sx, im.height / h * im.sy], np.float32))
+            xyxy = np.clip(_bounds(quad), 0, np.array([im.width * im.sx, im.height * im.sy] * 2, np.float32))
+            _, qh = quad_size(quad)
+            keep = ((xyxy[:, 2] - xyxy[:, 0] > 3) & (xyxy[:, 3] - xyxy[:, 1] > 3)
+                    & (qh > max(3.0, self.min_text_height - 1e-6)))
+            out.append((xyxy[keep], score[keep], quad[keep]))
         return out
 
 
 # --------------------------------------------------------------------------------------------
-# Crops of many boxes at once, at a fixed height and a common padded width
+# Rectified crops of many lines at once, at a fixed height and a common padded width
 
 
-def _line_crops(images: list[_Image], frame_idx: np.ndarray, xyxy: np.ndarray, out_h: int, out_w: int,
+def _homographies(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) H with src ~ H @ (dst, 1) for (N, 4, 2) corner pairs (cv2.getPerspectiveTransform)."""
+    n = len(src)
+    x, y, sx, sy = dst[..., 0], dst[..., 1], src[..., 0], src[..., 1]
+    a = np.zeros((n, 8, 8))
+    a[:, 0::2, 0], a[:, 0::2, 1], a[:, 0::2, 2] = x, y, 1
+    a[:, 1::2, 3], a[:, 1::2, 4], a[:, 1::2, 5] = x, y, 1
+    a[:, 0::2, 6], a[:, 0::2, 7] = -x * sx, -y * sx
+    a[:, 1::2, 6], a[:, 1::2, 7] = -x * sy, -y * sy
+    b = np.stack([sx, sy], axis=2).reshape(n, 8)
+    h = np.linalg.solve(a, b[..., None])[..., 0]
+    return np.concatenate([h, np.ones((n, 1))], axis=1).reshape(n, 3, 3)
+
+
+def _warp_grid(quads: np.ndarray, out_h: int, out_w: int, content_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates x, y (N, out_h, out_w) of the pixel centres of each quad warped onto an
+    upright out_h x content_w[k] rectangle (PP-OCR's get_rotate_crop_image, resized to the model's
+    height in the same sample). Columns past content_w repeat the last one: they become padding."""
+    n = len(quads)
+    cw = content_w.astype(np.float64)
+    rect = np.zeros((n, 4, 2))
+    rect[:, 1, 0] = rect[:, 2, 0] = cw
+    rect[:, 2, 1] = rect[:, 3, 1] = out_h
+    hom = _homographies(rect, quads.astype(np.float64))
+    u = np.minimum(np.arange(out_w) + 0.5, cw[:, None])[:, None, :]  # (N, 1, W)
+    v = (np.arange(out_h) + 0.5)[None, :, None]  # (1, H, 1)
+    xyw = [hom[:, r, 0, None, None] * u + hom[:, r, 1, None, None] * v + hom[:, r, 2, None, None] for r in range(3)]
+    return xyw[0] / xyw[2], xyw[1] / xyw[2]
+
+
+def _line_crops(images: list[_Image], frame_idx: np.ndarray, quads: np.ndarray, out_h: int, out_w: int,
                 content_w: np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
-    """PP-OCR line input (N, 3, out_h, out_w): box k resized to out_h x content_w[k] at the left,
-    BGR, (x/255 - 0.5) / 0.5, the columns beyond padded with 0 (mid-grey), as PP-OCR pads.
-
-    Each box is stretched to the right in source pixels so that one fixed-size sample of it puts
-    the box in exactly content_w[k] columns; the columns beyond are then overwritten. A flipped
-    box is sampled from its far corner backwards, which is the 180-degree rotation.
+    """PP-OCR line input (N, 3, out_h, out_w): quad k (source pixels, TL, TR, BR, BL) rectified to
+    out_h x content_w[k] at the left, BGR, (x/255 - 0.5) / 0.5, the columns beyond padded with 0
+    (mid-grey), as PP-OCR pads. A flipped line starts at its bottom-right corner: the 180-degree
+    turn. An axis-aligned quad samples the same points as a plain crop-and-resize of its box.
     """
-    n = len(xyxy)
-    crops = np.empty((n, out_h, out_w, 3), np.float32)
-    x1, y1, x2, y2 = xyxy.T
-    span = (x2 - x1) * out_w / content_w
-    boxes = np.stack([x1, y1, x1 + span, y2], axis=1)
+    q = quads.copy()
     if flip is not None and flip.any():
-        f = flip
-        boxes[f] = np.stack([x2[f], y2[f], x2[f] - span[f], y1[f]], axis=1)
+        q[flip] = np.roll(q[flip], 2, axis=1)
+    x, y = _warp_grid(q, out_h, out_w, content_w)
+    crops = np.empty((len(q), out_h, out_w, 3), np.float32)
     for i in np.unique(frame_idx):
         sel = np.flatnonzero(frame_idx == i)
         im = images[i]
-        view = boxes[sel] / np.array([im.sx, im.sy] * 2, np.float32)  # source -> view pixels
-        crops[sel] = im.crops(view, out_h, out_w)
-    x = _to_bgr_chw(crops, np.float32(0.5), np.float32(0.5))
+        crops[sel] = im.sample(x[sel] / im.sx, y[sel] / im.sy)  # source -> view pixels
+    out = _to_bgr_chw(crops, np.float32(0.5), np.float32(0.5))
     pad = np.arange(out_w)[None, :] >= content_w[:, None]  # (N, W)
-    x *= ~pad[:, None, None, :]
-    return x
+    out *= ~pad[:, None, None, :]
+    return out
+
+
+def _aspect(quads: np.ndarray) -> np.ndarray:
+    w, h = quad_size(quads)
+    return w / np.maximum(h, 1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,17 +447,17 @@ class TextClassifier:
         self.thresh = thresh
         self.batch_size = batch_size
 
-    def flipped(self, images: list[_Image], frame_idx: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-        """(N,) bool: box k reads upside down."""
-        n = len(xyxy)
+    def flipped(self, images: list[_Image], frame_idx: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) bool: line k reads upside down; ``boxes``: (N, 4, 2) quads or (N, 4) xyxy, source px."""
+        quads = as_quads(boxes)
+        n = len(quads)
         flip = np.zeros(n, bool)
         if n == 0:
             return flip
-        ratio = (xyxy[:, 2] - xyxy[:, 0]) / np.maximum(xyxy[:, 3] - xyxy[:, 1], 1e-6)
-        content = np.minimum(np.ceil(self.height * ratio), self.width).clip(1).astype(np.int64)
+        content = np.minimum(np.ceil(self.height * _aspect(quads)), self.width).clip(1).astype(np.int64)
         for s in range(0, n, self.batch_size):
             sl = slice(s, s + self.batch_size)
-            crops = _line_crops(images, frame_idx[sl], xyxy[sl], self.height, self.width, content[sl])
+            crops = _line_crops(images, frame_idx[sl], quads[sl], self.height, self.width, content[sl])
             p = next(iter(self.engine.run(crops).values()))
             flip[sl] = (p.argmax(1) == 1) & (p[:, 1] > self.thresh)
         return flip
@@ -338,6 +504,9 @@ def ctc_greedy_decode(probs: np.ndarray, charset: Sequence[str]) -> tuple[list[s
     return texts, score
 
 
+WIDTH_STEP = 32  # recogniser input widths are multiples of this (the model's width stride is 8)
+
+
 class TextRecognizer:
     """PP-OCR CTC text recogniser on crops of many boxes of many frames.
 
@@ -371,28 +540,36 @@ class TextRecognizer:
                              "pass the model's own character list")
         self.batch_size, self.min_width, self.max_width = batch_size, min_width, max_width
 
-    def recognize(self, images: list[_Image], frame_idx: np.ndarray, xyxy: np.ndarray,
+    def recognize(self, images: list[_Image], frame_idx: np.ndarray, boxes: np.ndarray,
                   flip: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
-        """(texts, scores) of boxes (source pixels) of images[frame_idx[k]]."""
-        n = len(xyxy)
+        """(texts, scores) of lines of images[frame_idx[k]]: (N, 4, 2) quads TL, TR, BR, BL or
+        (N, 4) xyxy boxes, source pixels."""
+        quads = as_quads(boxes)
+        n = len(quads)
         texts: list[str] = [""] * n
         scores = np.zeros(n, np.float32)
         if n == 0:
             return texts, scores
-        ratio = (xyxy[:, 2] - xyxy[:, 0]) / np.maximum(xyxy[:, 3] - xyxy[:, 1], 1e-6)
-        order = np.argsort(ratio, kind="stable")  # similar widths share a run: little padding
-        for s in range(0, n, self.batch_size):
-            sel = order[s:s + self.batch_size]
-            width = int(self.height * max(self.min_width / self.height, float(ratio[sel].max())))
-            width = min(width, self.max_width)
-            content = np.minimum(np.ceil(self.height * ratio[sel]), width).clip(1).astype(np.int64)
-            crops = _line_crops(images, frame_idx[sel], xyxy[sel], self.height, width, content,
-                                None if flip is None else flip[sel])
-            probs = next(iter(self.engine.run(crops).values()))
-            t, sc = ctc_greedy_decode(probs, self.charset)
-            for k, txt in zip(sel, t):
-                texts[k] = txt
-            scores[sel] = sc
+        ratio = _aspect(quads)
+        # Each line's padded width depends on its own aspect only (rounded up to WIDTH_STEP), and
+        # a run holds lines of one width: what a line reads as never depends on which other lines
+        # (other streams' frames) share its batch, so a run's figures do not depend on timing.
+        width = np.clip(np.ceil(self.height * ratio / WIDTH_STEP) * WIDTH_STEP, self.min_width,
+                        self.max_width).astype(np.int64)
+        order = np.lexsort((ratio, width))
+        starts = np.flatnonzero(np.r_[True, np.diff(width[order]) != 0])
+        for group in np.split(order, starts[1:]):
+            w = int(width[group[0]])
+            for s in range(0, len(group), self.batch_size):
+                sel = group[s:s + self.batch_size]
+                content = np.minimum(np.ceil(self.height * ratio[sel]), w).clip(1).astype(np.int64)
+                crops = _line_crops(images, frame_idx[sel], quads[sel], self.height, w, content,
+                                    None if flip is None else flip[sel])
+                probs = next(iter(self.engine.run(crops).values()))
+                t, sc = ctc_greedy_decode(probs, self.charset)
+                for k, txt in zip(sel, t):
+                    texts[k] = txt
+                scores[sel] = sc
         return texts, scores
 
     def __call__(self, items: Sequence[Frame | np.ndarray], boxes: Sequence[np.ndarray]
@@ -405,9 +582,11 @@ class TextRecognizer:
 
 
 def _flatten(boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(frame index (N,), rows (N, ...)) of per-frame (n, 4) boxes or (n, 4, 2) quads."""
     frame_idx = np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(boxes)] or [np.zeros(0, np.int64)])
-    xyxy = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in boxes] or [np.zeros((0, 4), np.float32)])
-    return frame_idx, xyxy
+    rows = [np.asarray(b, np.float32) for b in boxes]
+    tail = next((r.shape[1:] for r in rows if r.ndim > 1), (4,))
+    return frame_idx, np.concatenate([r.reshape(-1, *tail) for r in rows] or [np.zeros((0, *tail), np.float32)])
 
 
 def _split(boxes: Sequence[np.ndarray], texts: list[str], scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
@@ -457,13 +636,15 @@ class TextReader:
     def _read(self, images: list[_Image]) -> list[TextResult]:
         if not images:
             return []
-        dets = self.detector(images)  # type: ignore[arg-type]
-        boxes = [xyxy for xyxy, _ in dets]
-        frame_idx, xyxy = _flatten(boxes)
-        flip = None if self.classifier is None else self.classifier.flipped(images, frame_idx, xyxy)
-        texts, scores = self.recognizer.recognize(images, frame_idx, xyxy, flip)
+        dets = self.detector.detect(images)  # type: ignore[arg-type]
+        boxes = [xyxy for xyxy, _, _ in dets]
+        frame_idx, quads = _flatten([q for _, _, q in dets])
+        flip = None if self.classifier is None else self.classifier.flipped(images, frame_idx, quads)
+        texts, scores = self.recognizer.recognize(images, frame_idx, quads, flip)
+        if flip is not None:
+            quads[flip] = np.roll(quads[flip], 2, axis=1)  # corners as the line was read
         results = []
-        for b, (t, sc) in zip(boxes, _split(boxes, texts, scores)):
+        for i, (b, (t, sc)) in enumerate(zip(boxes, _split(boxes, texts, scores))):
             keep = np.flatnonzero(sc >= self.min_score)
             # Reading order: rows top to bottom (by box centre), then left to right.
             if len(keep):
@@ -472,5 +653,6 @@ class TextReader:
                 keep = keep[np.lexsort((b[keep, 0], np.round(cy / line)))]
             # Strip: the padded crop sometimes yields a leading/trailing space class.
             results.append(TextResult(np.ascontiguousarray(b[keep]), sc[keep].astype(np.float32),
-                                      [t[k].strip() for k in keep]))
+                                      [t[k].strip() for k in keep],
+                                      np.ascontiguousarray(quads[frame_idx == i][keep])))
         return results
