@@ -1,6 +1,7 @@
-"""The committed brand logo detector (models/logos/): ONNX layout, metadata, size, and its
-mAP@0.5 on a small held-out generated set, run through ONNX Runtime, vidinfer's letterbox and
-the generic YoloAdapter (layout "auto")."""
+"""The committed brand logo detector (models/logos/): ONNX layout, metadata, size, its mAP@0.5 on
+small held-out generated sets (generated backgrounds; held-out real photographs), and its false
+appearances on real footage with no brands, run through ONNX Runtime, vidinfer's letterbox, the
+generic YoloAdapter (layout "auto") and vidinfer's tracker."""
 
 from __future__ import annotations
 
@@ -21,9 +22,15 @@ MODEL = ROOT / "models" / "logos" / "detector.onnx"
 sys.path.insert(0, str(ROOT / "tools"))
 import eval_logo_detector as ev  # noqa: E402
 
-#: Measured 0.991 on this set when the model was committed (see models/logos/README.md); the bound
+#: The first model measured 0.991 on this set; the retrained one passes too (models/logos/README.md); the bound
 #: leaves a small margin for onnxruntime / Pillow version differences.
 MIN_MAP50 = 0.95
+#: The target on held-out real photographs (300 images of seed HELDOUT_SEED: 0.961).
+MIN_MAP50_REAL = 0.9
+#: The target: false appearances per minute of real footage with no brands (committed model: 23.6 at 5 frames/s on 3 min, 22.98 of them ORBIS).
+MAX_FALSE_PER_MIN = 0.5
+#: The pipeline's score threshold (pipelines/brand_impact.toml, conf_threshold).
+PIPELINE_CONF = 0.5
 
 
 def test_files_and_metadata():
@@ -61,6 +68,45 @@ def test_map50_on_heldout_generated_images():
     dets = ev.detect(sess, adapter, hw, list(data["images"]))
     m, aps = ev.mean_ap(dets, data["boxes"], data["classes"], len(BRAND_NAMES))
     assert m >= MIN_MAP50, (m, aps)
+
+
+def test_map50_on_heldout_real_backgrounds():
+    # Marks and hard negatives on the held-out photographs (never trained on) and generated scenes.
+    sess, adapter, hw = ev.load_model(MODEL, conf=0.01)
+    data = make_dataset(48, seed=HELDOUT_SEED + 1, size=hw[0], backgrounds="heldout")
+    assert sum(map(len, data["boxes"])) > 100
+    dets = ev.detect(sess, adapter, hw, list(data["images"]))
+    m, aps = ev.mean_ap(dets, data["boxes"], data["classes"], len(BRAND_NAMES))
+    assert m >= MIN_MAP50_REAL, (m, aps)
+
+
+@pytest.mark.xfail(strict=True, reason="the committed model misses the target: ORBIS fires on green-lit building "
+                   "facades with white window bands (cityCC0); see models/logos/README.md")
+def test_false_appearances_on_real_no_brand_footage():
+    # About a minute of held-out real footage without brands (the city video, pans / zooms over the
+    # held-out photos), analysed at the pipeline's 5 frames/s, score threshold and tracker.
+    clips = ev.no_brand_footage(photo_seconds=6.0, city_zooms=(1.0, 2.2))
+    dets = ev.footage_detections(clips, MODEL, conf=PIPELINE_CONF, every=ev.FOOTAGE_FPS // ev.ANALYSIS_FPS)
+    counts, minutes = ev.false_appearances(dets, len(BRAND_NAMES), PIPELINE_CONF, fps=ev.ANALYSIS_FPS)
+    assert minutes > 0.9
+    assert counts.sum() / minutes <= MAX_FALSE_PER_MIN, dict(zip(BRAND_NAMES, counts.tolist()))
+
+
+def test_false_appearances_counts_tracks_seen_twice():
+    # The counting itself: a box in 3 analysed frames is one appearance, a one-frame flash none, and a
+    # class below its own threshold none.
+    def D(rows):
+        a = np.array(rows, np.float32).reshape(-1, 6)
+        return ev.Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int32))
+
+    box = [100, 100, 160, 160]
+    clip = [D([box + [0.9, 0]]), D([box + [0.9, 0], [500, 300, 540, 340, 0.9, 1]]), D([box + [0.9, 0]]),
+            D([[800, 100, 850, 150, 0.6, 2]]), D([[800, 100, 850, 150, 0.6, 2]]), D([])]
+    counts, minutes = ev.false_appearances([clip], 3, [0.5, 0.5, 0.7], fps=5)
+    assert counts.tolist() == [1, 0, 0]
+    assert minutes == pytest.approx(6 / 5 / 60)
+    counts, _ = ev.false_appearances([clip], 3, 0.5, fps=5)
+    assert counts.tolist() == [1, 0, 1]
 
 
 def test_voc_ap_reference():

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Train the brand logo detector on generated images and export it to ONNX (YOLOv8 layout).
 
+The images mix generated scenes with real photographs of the training split
+(``--backgrounds train``: crops of the photos as backgrounds, photo patches as
+signs) and unlabelled hard negatives (signs, lettering, non-brand marks on
+shirts and boards), so the detector keeps quiet on ordinary scenes.
+
     python tools/train_logo_detector.py                    # the committed models/logos/detector.onnx
     python tools/train_logo_detector.py --iters 200 --out /tmp/logos   # a quick smoke run
 
@@ -152,7 +157,8 @@ def train(args: argparse.Namespace) -> None:
     np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    data = make_dataset(args.images, seed=TRAIN_SEED + args.seed, size=args.size)
+    data = make_dataset(args.images, seed=TRAIN_SEED + args.seed, size=args.size,
+                        backgrounds=None if args.backgrounds == "none" else args.backgrounds)
     print(f"generated {args.images} training images in {time.time() - t0:.0f} s", flush=True)
     g = args.size // STRIDE
     cls_t, box_t, pos = build_targets(data["boxes"], data["classes"], g)
@@ -203,7 +209,7 @@ def train(args: argparse.Namespace) -> None:
     (out / "labels.txt").write_text("\n".join(BRAND_NAMES) + "\n")
     (out / "train_info.json").write_text(json.dumps({
         "iters": args.iters, "batch": args.batch, "images": args.images, "size": args.size,
-        "lr": args.lr, "seed": args.seed, "train_seconds": round(train_s, 1),
+        "lr": args.lr, "seed": args.seed, "backgrounds": args.backgrounds, "train_seconds": round(train_s, 1),
         "total_seconds": round(time.time() - t0, 1), "threads": args.threads,
         "torch": torch.__version__}, indent=1) + "\n")
     print(f"trained {args.iters} iterations in {train_s:.0f} s; wrote {out / 'detector.onnx'}", flush=True)
@@ -227,7 +233,7 @@ def export(net: LogoNet, path: Path, size: int) -> None:
     dims[2].dim_value = (size // STRIDE) ** 2
     names = {i: n for i, n in enumerate(BRAND_NAMES)}
     for key, value in (("names", str(names)), ("stride", str(STRIDE)), ("imgsz", str([size, size])),
-                       ("task", "detect"), ("description", "vidinfer brand logo detector (generated data)")):
+                       ("task", "detect"), ("description", "vidinfer brand logo detector (generated data, real backgrounds, hard negatives)")):
         p = m.metadata_props.add()
         p.key, p.value = key, value
     onnx.checker.check_model(m)
@@ -236,11 +242,13 @@ def export(net: LogoNet, path: Path, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=2400)
+    ap.add_argument("--iters", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--images", type=int, default=8000, help="generated training images")
     ap.add_argument("--size", type=int, default=320, help="training image size")
     ap.add_argument("--export-size", type=int, default=640, help="ONNX input size (square)")
+    ap.add_argument("--backgrounds", default="train", choices=["train", "none"],
+                    help="real photographs mixed in (never the held-out split); none: generated only")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

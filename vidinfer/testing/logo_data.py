@@ -17,6 +17,16 @@ the detector must not fire on text), gradients, and mixtures split by a
 horizontal line (stands / boards / pitch), with unlabelled distractor shapes
 (discs, bars, triangles in random colours).
 
+Real photographs (``backgrounds="train"`` or ``"heldout"``, the lead's split of
+files that ship with scikit-image, matplotlib and Debian's kivy examples: see
+:func:`real_images`) give random crops / zooms / flips / colour jitter as
+backgrounds, and photo patches pasted as "signs".  Hard negatives (never
+labelled) teach the detector what is *not* a mark: signs and boards with
+non-brand lettering, look-alike words and the brands' *names* (lettering is not
+a logo mark), safety-sign-like pictogram boards, shirts and boards carrying
+non-brand marks (random combinations of discs, rings, chevrons, bars and
+triangles in random colours).  About a fifth of the images have no mark at all.
+
 Labels are the tight box of the mark's *visible* pixels (alpha >= 0.5 after
 warping and occlusion) in continuous pixel coordinates ``[x1, y1, x2, y2]``
 and the brand's class id (index in :data:`BRAND_NAMES`).  Everything is drawn
@@ -26,6 +36,7 @@ from a ``numpy.random.Generator``: a dataset is a pure function of its seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,14 +47,57 @@ from vidinfer.testing.brands import (
     BRAND_NAMES,
     render_logo,
     render_name_plate,
+    text_font,
 )
 
-__all__ = ["make_sample", "make_dataset", "LOGO_SIZE_RANGE", "TRAIN_SEED", "HELDOUT_SEED"]
+__all__ = ["make_sample", "make_dataset", "real_images", "LOGO_SIZE_RANGE", "TRAIN_SEED", "HELDOUT_SEED",
+           "NEGATIVE_WORDS"]
 
 LOGO_SIZE_RANGE = (12.0, 110.0)
 TRAIN_SEED = 1234
 HELDOUT_SEED = 98765
 _MASTER = 160  # size of the master logo render that gets warped
+
+#: Lettering of the hard-negative signs: ordinary sign words and look-alikes of the brand names.
+NEGATIVE_WORDS: tuple[str, ...] = (
+    "EXIT", "SALE", "OPEN", "STOP", "CAFE", "HOTEL", "PARKING", "TICKETS", "GATE 4", "SAFETY FIRST",
+    "NO ENTRY", "FIRE EXIT", "WELCOME", "BAR", "TAXI", "BUS", "PHARMACY", "POLICE", "INFO", "HOME",
+    "AWAY", "GOAL", "SCORE 2-1", "LIVE", "REPLAY", "CITY FC", "UNITED", "MARKET", "BANK", "METRO",
+    "VOLT", "VOLTAGE", "NORDIC", "NORD AIR", "AIR", "KESTRAL", "KESTON", "ORBIT", "ORBS", "PULSAR",
+    "IMPULSE", "PULSE FM", "ORBIS TOURS", "VOLTA 24", "2024", "12:45", "www.example.org", "A4", "B",
+)
+
+
+
+def real_images(split: str) -> tuple[np.ndarray, ...]:
+    """The real photographs of ``split`` as RGB uint8 arrays: "train" (:func:`train_backgrounds`, the only ones
+    training sees) or "heldout" (:func:`eval_backgrounds`, never trained on: they measure false appearances)."""
+    from vidinfer.testing.backgrounds import eval_backgrounds, train_backgrounds
+
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    return tuple((train_backgrounds() if split == "train" else eval_backgrounds()).values())
+
+
+def _real_crop(rng: np.random.Generator, photos: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
+    """A random crop (zoom 15-100 % of the short side), flip and colour jitter of a photo, ``h`` x ``w``."""
+    src = photos[int(rng.integers(len(photos)))]
+    sh, sw = src.shape[:2]
+    side = min(sh, sw) * rng.uniform(0.15, 1.0)
+    ch = side * min(1.0, h / w) if rng.random() < 0.5 else side
+    cw = min(float(sw), ch * w / h)
+    ch = min(float(sh), cw * h / w)
+    y0, x0 = rng.uniform(0, sh - ch), rng.uniform(0, sw - cw)
+    crop = Image.fromarray(src).resize((w, h), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    img = np.asarray(crop, np.float32)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.2:
+        img = img[::-1]
+    gray = img.mean(axis=2, keepdims=True)
+    img = gray + (img - gray) * rng.uniform(0.3, 1.5)  # saturation
+    img = img * rng.uniform(0.8, 1.2, 3).astype(np.float32) + rng.uniform(-20, 20, 3).astype(np.float32)
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -54,19 +108,27 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.nda
     return np.asarray(img)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    kind = rng.choice(["pitch", "crowd", "board", "gradient", "split", "split"])
+def _background(rng: np.random.Generator, h: int, w: int, photos: Sequence[np.ndarray] = ()) -> np.ndarray:
+    if photos and rng.random() < 0.5:
+        if rng.random() < 0.75:
+            return _real_crop(rng, photos, h, w)
+        kind = "split"
+    else:
+        kind = str(rng.choice(["pitch", "crowd", "board", "gradient", "split", "split"]))
     if kind == "split":
         out = np.empty((h, w, 3), np.float32)
         y = int(rng.integers(h // 5, 4 * h // 5))
-        top, bottom = rng.choice(["crowd", "board", "gradient", "pitch"], 2)
-        out[:y] = _plain_bg(rng, y, w, str(top))
-        out[y:] = _plain_bg(rng, h - y, w, str(bottom))
+        top, bottom = rng.choice(["crowd", "board", "gradient", "pitch"] + ["real"] * (2 if photos else 0), 2)
+        out[:y] = _plain_bg(rng, y, w, str(top), photos)
+        out[y:] = _plain_bg(rng, h - y, w, str(bottom), photos)
         return out
-    return _plain_bg(rng, h, w, str(kind))
+    return _plain_bg(rng, h, w, kind)
 
 
-def _plain_bg(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
+def _plain_bg(rng: np.random.Generator, h: int, w: int, kind: str,
+              photos: Sequence[np.ndarray] = ()) -> np.ndarray:
+    if kind == "real":
+        return _real_crop(rng, photos, h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "pitch":
         base = np.array([40, 120, 45], np.float32) * rng.uniform(0.7, 1.25)
@@ -129,6 +191,124 @@ def _distractor(rng: np.random.Generator, size: int) -> Image.Image:
         for i in range(0, s, max(2, s // 5)):
             d.rectangle([i, 0, i + max(1, s // 10), s - 1], fill=col)
     return img
+
+
+def _rand_col(rng: np.random.Generator) -> tuple[int, int, int, int]:
+    return (int(rng.integers(256)), int(rng.integers(256)), int(rng.integers(256)), 255)
+
+
+def _fake_mark(rng: np.random.Generator, s: int) -> Image.Image:
+    """A non-brand mark: 1-3 of the brands' primitives (disc, ring, chevron, bars, triangle, square) in
+    random colours, so the detector learns the brands' combinations and colours, not the shapes."""
+    s = max(8, s)
+    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    u = s / 100.0
+    for layer in range(int(rng.integers(1, 4))):
+        col = _rand_col(rng)
+        k = int(rng.integers(7)) if layer == 0 else int(rng.integers(2, 7))
+        m = 0 if layer == 0 else int(rng.integers(10, 25))
+        box = [m * u, m * u, (100 - m) * u - 1, (100 - m) * u - 1]
+        if k == 0:
+            d.ellipse(box, fill=col)
+        elif k == 1:
+            d.rounded_rectangle(box, radius=int(rng.integers(0, 25) * u), fill=col)
+        elif k == 2:  # ring
+            d.ellipse(box, outline=col, width=max(1, int(rng.uniform(6, 16) * u)))
+        elif k == 3:  # chevron(s)
+            for y in (25.0, 52.0)[: int(rng.integers(1, 3))]:
+                pts = [(18, y), (50, y + 22), (82, y), (82, y + 14), (50, y + 36), (18, y + 14)]
+                if rng.random() < 0.5:
+                    pts = [(x, 100 - yy) for x, yy in pts]
+                d.polygon([(x * u, yy * u) for x, yy in pts], fill=col)
+        elif k == 4:  # bars, vertical or horizontal
+            n, vert = int(rng.integers(2, 6)), rng.random() < 0.5
+            for i in range(n):
+                a, b = 15 + i * 70 / n, 15 + i * 70 / n + 35 / n
+                d.rectangle([a * u, 20 * u, b * u, 80 * u] if vert else [20 * u, a * u, 80 * u, b * u], fill=col)
+        elif k == 5:
+            d.polygon([(10 * u, 80 * u), (50 * u, 12 * u), (90 * u, 80 * u)], fill=col)
+        else:  # a letter or digit as a mark
+            ch = str(rng.choice(list("ABCDEFHKMNPRSTXZ0123456789")))
+            d.text((s * 0.5, s * 0.5), ch, font=text_font(max(4, int(s * 0.55))), fill=col, anchor="mm")
+    return img
+
+
+def _sign(rng: np.random.Generator, h: int) -> Image.Image:
+    """A sign / board with non-brand lettering, a look-alike word or a brand's *name*, or a pictogram."""
+    r = rng.random()
+    if r < 0.2:
+        return render_name_plate(BRAND_NAMES[rng.integers(len(BRAND_NAMES))], max(6, h // 2),
+                                 board=rng.random() < 0.7)[0]
+    bg = _rand_col(rng)
+    if rng.random() < 0.3:  # the safety-sign / road-sign palette
+        bg = [(0, 140, 70, 255), (0, 120, 60, 255), (200, 30, 30, 255), (20, 60, 160, 255), (250, 200, 0, 255),
+              (255, 255, 255, 255), (20, 20, 20, 255)][int(rng.integers(7))]
+    fg = (255, 255, 255, 255) if sum(bg[:3]) < 380 else (20, 20, 20, 255)
+    if rng.random() < 0.3:
+        fg = _rand_col(rng)
+    if r < 0.4:  # pictogram sign: a mark-like symbol (arrow, figure, cross, disc) on a board
+        w = int(h * rng.uniform(1.0, 2.2))
+        img = Image.new("RGBA", (w, h), bg)
+        d = ImageDraw.Draw(img)
+        k = int(rng.integers(4))
+        c, m = h / 2, h * 0.18
+        if k == 0:  # arrow
+            d.polygon([(m, c - h * .1), (w - h * .5, c - h * .1), (w - h * .5, m), (w - m, c), (w - h * .5, h - m),
+                       (w - h * .5, c + h * .1), (m, c + h * .1)], fill=fg)
+        elif k == 1:  # running figure
+            d.ellipse([c - h * .08, m, c + h * .08, m + h * .16], fill=fg)
+            d.line([(c, m + h * .18), (c - h * .05, h * .6), (c - h * .2, h - m)], fill=fg, width=max(1, h // 10))
+            d.line([(c - h * .05, h * .6), (c + h * .15, h - m)], fill=fg, width=max(1, h // 10))
+            d.line([(c - h * .2, h * .4), (c + h * .2, h * .35)], fill=fg, width=max(1, h // 12))
+        elif k == 2:  # cross
+            d.rectangle([c - h * .1, m, c + h * .1, h - m], fill=fg)
+            d.rectangle([c - (h / 2 - m), c - h * .1, c + (h / 2 - m), c + h * .1], fill=fg)
+        else:
+            d.ellipse([c - (h / 2 - m), m, c + (h / 2 - m), h - m], fill=fg)
+            d.rectangle([c - (h / 2 - m) * .7, c - h * .07, c + (h / 2 - m) * .7, c + h * .07], fill=bg)
+        if rng.random() < 0.6 and w > h * 1.4:
+            d.text((h * 0.95, c), str(rng.choice(NEGATIVE_WORDS[:10])), font=text_font(max(4, h // 5)), fill=fg,
+                   anchor="lm")
+        return img
+    word = str(rng.choice(NEGATIVE_WORDS))
+    font = text_font(max(6, h // 2))
+    x0, y0, x1, y1 = font.getbbox(word)
+    pad = max(2, int(h * rng.uniform(0.15, 0.4)))
+    img = Image.new("RGBA", (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), bg if rng.random() < 0.8 else (0, 0, 0, 0))
+    ImageDraw.Draw(img).text((pad - x0, pad - y0), word, font=font, fill=fg)
+    return img
+
+
+def _photo_patch(rng: np.random.Generator, photos: Sequence[np.ndarray], size: int) -> Image.Image:
+    """A real-photo patch as a "sign" (poster, screen), sometimes framed."""
+    h = int(rng.integers(12, max(13, size // 2)))
+    w = int(h * rng.uniform(0.6, 2.5))
+    patch = np.clip(_real_crop(rng, photos, h, w), 0, 255).astype(np.uint8)
+    rgba = np.concatenate([patch, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    if rng.random() < 0.4:
+        b = max(1, h // 12)
+        rgba[:b], rgba[-b:], rgba[:, :b], rgba[:, -b:] = [_rand_col(rng)] * 4
+    return Image.fromarray(rgba, "RGBA")
+
+
+def _negative(rng: np.random.Generator, size: int, photos: Sequence[np.ndarray]) -> Image.Image:
+    """One unlabelled hard negative."""
+    r = rng.random()
+    if r < 0.3:
+        return _sign(rng, int(rng.integers(10, 60)))
+    if r < 0.55:
+        return _fake_mark(rng, int(rng.integers(12, 100)))
+    if r < 0.75:  # a shirt or a board carrying a non-brand mark or lettering
+        s = int(rng.integers(12, 70))
+        mark = _fake_mark(rng, s) if rng.random() < 0.6 else _sign(rng, max(10, s // 2))
+        mx, my0, my1 = int(s * rng.uniform(0.3, 0.9)), int(s * rng.uniform(0.6, 1.2)), int(s * rng.uniform(0.5, 1.5))
+        car = _carrier(rng, mark.width + 2 * mx, mark.height + my0 + my1, my0)
+        car.alpha_composite(mark, (mx, my0))
+        return car
+    if r < 0.88 and photos:
+        return _photo_patch(rng, photos, size)
+    return _distractor(rng, int(rng.integers(10, 80)))
 
 
 def _occluder(rng: np.random.Generator, w: int, h: int) -> Image.Image:
@@ -202,12 +382,21 @@ def _warp_logo(rng: np.random.Generator, brand: str, side: float) -> np.ndarray:
     return p
 
 
-def make_sample(rng: np.random.Generator, size: int = 320) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image ``(size, size, 3)`` uint8 with its boxes ``(n, 4)`` float32 and classes ``(n,)`` int64."""
-    canvas = _background(rng, size, size)
-    # Unlabelled distractors: name plates (text) and plain shapes.
-    for _ in range(int(rng.integers(0, 4))):
-        if rng.random() < 0.5:
+def make_sample(rng: np.random.Generator, size: int = 320,
+                photos: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image ``(size, size, 3)`` uint8 with its boxes ``(n, 4)`` float32 and classes ``(n,)`` int64.
+
+    ``photos``: real photographs for backgrounds and photo "signs" (none: generated backgrounds only,
+    the original recipe, with fewer negatives).
+    """
+    canvas = _background(rng, size, size, photos)
+    # Unlabelled distractors: name plates (text) and plain shapes; with photos, the hard negatives.
+    for _ in range(int(rng.integers(0, 7 if photos else 4))):
+        if photos:
+            neg = _negative(rng, size, photos)
+            _paste(canvas, np.asarray(neg, np.float32), int(rng.integers(-neg.width // 3, size - neg.width // 2)),
+                   int(rng.integers(-neg.height // 3, size - neg.height // 2)))
+        elif rng.random() < 0.5:
             plate, _ = render_name_plate(BRAND_NAMES[rng.integers(len(BRAND_NAMES))],
                                          int(rng.integers(8, 36)), board=rng.random() < 0.6)
             _paste(canvas, np.asarray(plate, np.float32), int(rng.integers(-20, size - 20)),
@@ -219,7 +408,8 @@ def make_sample(rng: np.random.Generator, size: int = 320) -> tuple[np.ndarray, 
     boxes: list[list[float]] = []
     classes: list[int] = []
     placed: list[tuple[int, int, int, int]] = []
-    n = int(rng.integers(1, 7))
+    # A fifth of the images with photos are pure negatives: nothing to find.
+    n = 0 if photos and rng.random() < 0.2 else int(rng.integers(1, 7))
     lo, hi = LOGO_SIZE_RANGE
     for _ in range(n * 4):
         if len(boxes) >= n:
@@ -295,13 +485,18 @@ def make_sample(rng: np.random.Generator, size: int = 320) -> tuple[np.ndarray, 
     return out, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64)
 
 
-def make_dataset(n: int, seed: int, size: int = 320) -> dict[str, Any]:
-    """``n`` samples from one seed: ``{"images": (n, size, size, 3) uint8, "boxes": [...], "classes": [...]}``."""
+def make_dataset(n: int, seed: int, size: int = 320, backgrounds: str | None = None) -> dict[str, Any]:
+    """``n`` samples from one seed: ``{"images": (n, size, size, 3) uint8, "boxes": [...], "classes": [...]}``.
+
+    ``backgrounds``: "train" or "heldout" mixes in that split's real photographs (:func:`real_images`)
+    and the hard negatives; None draws generated backgrounds only.
+    """
     rng = np.random.default_rng(seed)
+    photos = real_images(backgrounds) if backgrounds is not None else ()
     images = np.empty((n, size, size, 3), np.uint8)
     boxes, classes = [], []
     for i in range(n):
-        images[i], b, c = make_sample(rng, size)
+        images[i], b, c = make_sample(rng, size, photos)
         boxes.append(b)
         classes.append(c)
     return {"images": images, "boxes": boxes, "classes": classes}
