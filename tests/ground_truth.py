@@ -36,3 +36,18 @@ def assert_matches_gt(xyxy: np.ndarray, class_id: np.ndarray, objects: list[dict
             labels, names = shade
             assert labels[i] >= 0 and names[labels[i]] == obj["shade"], f"{where}: object {obj['id']} shade"
         used.add(i)
+
+
+def brand_appearances(clip: str, max_gap_s: float = 1.0) -> dict[str, int]:
+    """Appearances per brand in a broadcast clip's ground truth as the report counts them: on-screen
+    occurrences merged across gaps shorter than ``max_gap_s`` and across cuts with the brand on both
+    sides (`vidinfer.testing.real_footage.count_appearances`)."""
+    from vidinfer.testing.broadcast import VISIBLE_THRESHOLD
+    from vidinfer.testing.real_footage import count_appearances
+
+    data = json.loads((CLIPS / f"{clip}.json").read_text())
+    visible: dict[str, list[int]] = {b: [] for b in data["summary"]}
+    for f in data["frames"]:
+        for name in {i["brand"] for i in f["instances"] if i["visible_fraction"] >= VISIBLE_THRESHOLD}:
+            visible.setdefault(name, []).append(f["frame_no"])
+    return count_appearances(visible, data["cuts"], data["fps"], max_gap_s)

@@ -20,11 +20,31 @@ def volta(box=(864, 486, 1056, 594), track=1, score=0.9):  # 192x108: 1% of the 
 NONE = Detections.empty()
 
 
-def test_matching_is_fuzzy_but_not_loose():
+def test_full_reads_spell_the_whole_name_with_or_without_spaces_and_ocr_confusions():
     m = BrandMatcher([Brand("VOLTA"), Brand("NORDIC AIR"), Brand("PULSE", aliases=("PULSE ENERGY",)), Brand("ORBIS")])
-    ids, scores = m.match(["volta", "NORDICAIR", "Pulse Energy drink", "V0LTA", "ORBITAL", "OR", "the orbis cup", ""])
-    assert ids.tolist() == [0, 1, 2, 0, -1, -1, 3, -1]
+    ids, scores, full = m.match(["volta", "NORDICAIR", "Pulse Energy drink", "V0LTA", "ORBITAL", "OR", "the orbis cup",
+                                 "", "NOR DIC AIR"])
+    assert ids.tolist() == [0, 1, 2, 0, -1, -1, 3, -1, 1]
+    assert full.tolist() == [True, True, True, True, False, False, True, False, True]
     assert scores[0] == pytest.approx(1.0)
+
+
+def test_look_alike_words_never_start_a_brand():
+    """Words sharing most letters with a name: at most a partial read (which only continues a
+    track), or nothing; never a full read, whatever the ratio says."""
+    m = BrandMatcher([Brand("VOLTA"), Brand("NORDIC AIR"), Brand("KESTREL"), Brand("ORBIS"), Brand("PULSE")])
+    decoys = ["KESTRAL", "PESTREL", "NORDIC AID", "PURSE", "ORBIT", "VOLTAGE", "MOLTA", "PULSAR", "REVOLTA"]
+    ids, _, full = m.match(decoys)
+    assert not full.any(), dict(zip(decoys, full))
+    assert ids.tolist()[:3] == [2, 2, 1]  # close enough to continue a confirmed track of the name
+    assert ids.tolist()[3:] == [-1] * 6
+
+
+def test_long_names_allow_one_edit_past_their_first_letters():
+    m = BrandMatcher([Brand("CONTINENTAL"), Brand("KESTREL")])
+    ids, _, full = m.match(["CONTINENTEL", "CONTINENTAL", "KONTINENTAL", "CONTINENTAI", "CONTINENTA", "KESTREI"])
+    assert list(zip(ids.tolist(), full.tolist())) == [(0, True), (0, True), (0, False), (0, False), (0, False),
+                                                       (1, False)]
 
 
 def test_logo_classes_map_by_name_or_listed_class():
@@ -57,12 +77,36 @@ def test_share_position_confidence_and_score():
     assert b["exposure_score"] == pytest.approx(1.0 * 0.5)  # 1 s at half the reference share, centre weight 1
 
 
-def test_appearances_count_tracks_seen_often_enough():
+def test_tracks_count_the_tracks_seen_often_enough():
     a = ExposureAnalytics(BRANDS, min_track_frames=2)
     tracks = [1, 1, 1, 2, 3, 3]  # track 2 is a one-frame blip
     for i, t in enumerate(tracks):
         a.add("s", i * 40_000_000, W, H, volta(track=t))
-    assert a.finish("s")["brands"][0]["appearances"] == 2
+    b = a.finish("s")["brands"][0]
+    assert b["tracks"] == 2
+    assert b["appearances"] == 1  # on screen the whole time: one occurrence, whatever the tracker did
+
+
+def _appearances(pattern, cuts=(), max_gap_s=1.0, min_frames=2, step_ms=200):
+    """Appearances of VOLTA for a pattern of analysed frames ("x": on screen, ".": not)."""
+    a = ExposureAnalytics(BRANDS, min_track_frames=min_frames, max_gap_s=max_gap_s)
+    for i, c in enumerate(pattern):
+        a.add("s", i * step_ms * 1_000_000, W, H, volta() if c == "x" else NONE, cut=i in cuts)
+    return a.finish("s")["brands"][0]["appearances"]
+
+
+def test_appearances_merge_gaps_shorter_than_max_gap_and_cuts_with_the_brand_on_both_sides():
+    # At 5 analysed frames a second: 4 frames unseen is 0.8 s (merged), 5 frames is 1.0 s (not).
+    assert _appearances("xxx....xxx") == 1
+    assert _appearances("xxx.....xxx") == 2
+    assert _appearances("xxxxxxxx", cuts={4}) == 1  # on screen on both sides of the cut
+    assert _appearances("xxx.xxxx", cuts={4}) == 2  # gone at the cut: the new shot's sight is new
+    assert _appearances("xxxx.xxx", cuts={4}) == 2  # not yet there after the cut
+    assert _appearances("xxx.x.xx") == 1
+    assert _appearances("x.....x.....x") == 0  # lone one-frame sights are blips (min_track_frames = 2)
+    assert _appearances("x....x....x") == 1  # but sights 0.8 s apart are one occurrence
+    assert _appearances("xx.xx", max_gap_s=0) == 2
+    assert _appearances("xxxx", max_gap_s=0) == 1
 
 
 def test_a_gap_in_the_stream_is_not_counted_as_visible():
@@ -96,16 +140,19 @@ def test_report_files(tmp_path):
     assert files[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fragments_of_half_a_name_or_more_match_shorter_ones_do_not():
+def test_fragments_of_half_a_name_or_more_are_partial_reads_shorter_ones_nothing():
     m = BrandMatcher([Brand("VOLTA"), Brand("NORDIC AIR"), Brand("KESTREL"), Brand("ORBIS")])
     texts = ["STREL", "ORBI!", "NORDIC", "/OLTA", "KES", "NORD", "AIR", "ORBIT", "REL"]
-    assert m.match(texts)[0].tolist() == [2, 3, 1, 0, -1, -1, -1, -1, -1]
+    ids, _, full = m.match(texts)
+    assert ids.tolist() == [2, 3, 1, 0, -1, -1, -1, -1, -1]
+    assert not full.any()
 
 
 def test_a_name_split_by_an_occluder_matches_in_order_only():
     m = BrandMatcher([Brand("KESTREL"), Brand("NORDIC AIR")])
-    assert m.match_split("KES", "REL")[0] == 0
-    assert m.match_split("NORD", "AIR")[0] == 1
+    assert m.match_split("KES", "REL")[::2] == (0, 1)  # the name's two ends, one letter hidden
+    assert m.match_split("NORD", "AIR")[::2] == (1, 2)
+    assert m.match_split("EST", "REL")[::2] == (0, -1)  # not the ends: a fragment
     assert m.match_split("REL", "KES")[0] == -1  # wrong order
     assert m.match_split("K", "REL")[0] == -1  # a single letter says nothing
 
@@ -117,14 +164,19 @@ def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
 
     import vidinfer as vi
 
-    text = SimpleNamespace(text=["KES", "REL", "VOLTA", "hello"],
-                           xyxy=np.array([[100, 50, 160, 90], [200, 52, 260, 92], [400, 50, 500, 90],
-                                          [600, 50, 700, 90]], np.float32),
-                           score=np.array([0.9, 0.8, 0.99, 0.9], np.float32))
+    whole = SimpleNamespace(text=["KESTREL", "VOLTA", "hello"],
+                            xyxy=np.array([[100, 50, 260, 92], [400, 50, 500, 90], [600, 50, 700, 90]], np.float32),
+                            score=np.array([0.9, 0.99, 0.9], np.float32))
+    split = SimpleNamespace(text=["KES", "REL", "VOLTA", "hello"],
+                            xyxy=np.array([[100, 50, 160, 90], [200, 52, 260, 92], [400, 50, 500, 90],
+                                           [600, 50, 700, 90]], np.float32),
+                            score=np.array([0.9, 0.8, 0.99, 0.9], np.float32))
 
-    class Reader:
+    inner = SimpleNamespace(text=["EST", "REL"], xyxy=split.xyxy[:2], score=split.score[:2])
+
+    class Reader:  # stream "s": the whole name, then hidden in the middle; stream "t": its inner letters
         def __call__(self, frames):
-            return [text for _ in frames]
+            return [inner if f.stream_id == "t" else whole if f.frame_no == 0 else split for f in frames]
 
     logos = Detections([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.8], [0, 1])
 
@@ -150,11 +202,15 @@ def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
                             vi.BrandExposure(brands=[{"name": "KESTREL"},
                                                      {"name": "VOLTA", "logo_classes": ["volta_mark"]}],
                                              logos="logo", text="text", report_dir=None)], device="cpu")
-    (out,) = pipe.analyse([make_frame("s", 0)])["brand"]
+    pipe.analyse([make_frame("s", 0)])
+    (out,) = pipe.analyse([make_frame("s", 1)])["brand"]
     assert out.class_id.tolist() == [1, 0, 1]  # the VOLTA logo, the joined KESTREL, the VOLTA text
     assert out.attributes["source"].label_id.tolist() == [0, 1, 1]
     np.testing.assert_allclose(out.xyxy[1], [100, 50, 260, 92])
     assert out.score[1] == pytest.approx(0.8)
+    # Pieces that are not the name's ends, where the whole name was never read: a fragment starts nothing.
+    (other,) = pipe.analyse([make_frame("t", 0)])["brand"]
+    assert other.class_id.tolist() == [1]  # only the VOLTA logo
 
 
 def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
@@ -166,3 +222,50 @@ def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
     spans = report["streams"]["s"]["intervals_s"]["VOLTA"]
     assert spans == [[0.0, 1.0], [2.0, 3.0]]
     assert report["streams"]["s"]["intervals_s"]["ORBIS"] == []
+
+
+def _text_pipeline(lines_by_frame, confirm_within_s=2.0):
+    """ReadText with a scripted reader (one line per frame: ``lines_by_frame[frame_no]``, at one
+    place) and BrandExposure; returns a function of frame count giving the final figures by brand."""
+    from types import SimpleNamespace
+
+    from helpers import make_frame
+
+    import vidinfer as vi
+
+    class Reader:
+        def __call__(self, frames):
+            out = []
+            for f in frames:
+                line = lines_by_frame[f.frame_no]
+                out.append(SimpleNamespace(text=[line] if line else [],
+                                           xyxy=np.array([[800, 500, 1100, 560]] if line else np.zeros((0, 4)),
+                                                         np.float32),
+                                           score=np.full(1 if line else 0, 0.9, np.float32)))
+            return out
+
+    stage = vi.BrandExposure(brands=[{"name": "KESTREL"}, {"name": "NORDIC AIR"}], text="text", report_dir=None,
+                             confirm_within_s=confirm_within_s)
+    pipe = vi.Pipeline([], [vi.ReadText(reader=Reader()), stage], device="cpu")
+    for i in range(len(lines_by_frame)):  # 25 fps
+        pipe.analyse([make_frame("s", i)])
+    stage.on_stream_end("s")
+    return {b["brand"]: b for b in stage.analytics.body("s", None, True)["brands"]}
+
+
+def test_a_fragment_counts_once_a_full_read_of_the_same_mark_confirms_it():
+    # A board half hidden for 1 s, then read in full for 1 s: all 2 s count, one appearance.
+    got = _text_pipeline(["STREL"] * 25 + ["KESTREL"] * 25)
+    assert got["KESTREL"]["visible_s"] == pytest.approx(2.0) and got["KESTREL"]["appearances"] == 1
+    # The confirmation comes 3 s later, past confirm_within_s: only what is within 2 s of it counts.
+    got = _text_pipeline(["STREL"] * 75 + ["KESTREL"] * 25)
+    assert got["KESTREL"]["visible_s"] == pytest.approx(2.0 + 1.0 + 0.04, abs=0.041)
+    # With confirm_within_s = 0 a fragment only continues what a full read started.
+    got = _text_pipeline(["STREL"] * 25 + ["KESTREL"] * 25 + ["STREL"] * 25, confirm_within_s=0)
+    assert got["KESTREL"]["visible_s"] == pytest.approx(2.0)
+
+
+def test_fragments_and_look_alikes_alone_count_for_nothing():
+    got = _text_pipeline(["NORDIC"] * 50 + ["KESTRAL"] * 50 + ["STREL"] * 50 + ["NORDIC AID"] * 50)
+    assert got["KESTREL"]["visible_s"] == 0 and got["NORDIC AIR"]["visible_s"] == 0
+    assert got["KESTREL"]["appearances"] == 0 and got["NORDIC AIR"]["appearances"] == 0

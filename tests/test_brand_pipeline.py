@@ -12,6 +12,7 @@ import pytest
 from ground_truth import CLIPS, load_gt
 from vidinfer.config import parse_pipeline
 from vidinfer.publish import Subscriber
+from vidinfer.testing.real_footage import count_appearances
 from vidinfer.testing.shape_models import SHAPE_CLASSES, build_shape_detector
 from test_pipeline_e2e import free_endpoint
 
@@ -42,12 +43,15 @@ def spec(detector, endpoint, report_dir, sample_fps=None):
 
 
 def expected(clip):
-    """Visible seconds and distinct objects per shape class in a clip's ground truth."""
+    """Visible seconds, distinct objects (tracks) and on-screen occurrences (appearances) per shape
+    class in a clip's ground truth (the shape clips have no cuts)."""
     gt = load_gt(clip)
     fps = json.loads((CLIPS / f"{clip}.json").read_text())["fps"]
     frames = Counter(c for objs in gt.values() for c in {o["class_id"] for o in objs})
     objects = Counter(o["class_id"] for o in {o["id"]: o for objs in gt.values() for o in objs}.values())
-    return {c: frames[c] / fps for c in range(3)}, {c: objects[c] for c in range(3)}
+    on_screen = {c: [n for n, objs in gt.items() if any(o["class_id"] == c for o in objs)] for c in range(3)}
+    appearances = count_appearances(on_screen, [], fps)
+    return {c: frames[c] / fps for c in range(3)}, {c: objects[c] for c in range(3)}, appearances
 
 
 @pytest.mark.parametrize("sample_fps", [None, 5])
@@ -58,7 +62,7 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
         messages = list(sub.iter(timeout=2))
     assert report.exit_code == 0
     for sid, clip in (("cam-a", "shapes_a"), ("cam-c", "shapes_c")):
-        seconds, objects = expected(clip)
+        seconds, objects, appearances = expected(clip)
         final = [m for m in messages if m.topic == f"brand.{sid}." and m.body["final"]]
         assert len(final) == 1
         brands = final[0].body["brands"]
@@ -67,7 +71,8 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
         for c, b in enumerate(brands):
             assert b["brand"] == BRANDS[c]["name"]
             assert b["visible_s"] == pytest.approx(seconds[c], rel=0.1 if sample_fps else 0.01)
-            assert b["appearances"] == objects[c], (sid, b)
+            assert b["tracks"] == objects[c], (sid, b)
+            assert b["appearances"] == appearances[c], (sid, b)
         live = [m for m in messages if m.topic == f"brand.{sid}." and not m.body["final"]]
         assert [m.body["pts_ns"] for m in live] == [1_000_000_000, 2_000_000_000, 3_000_000_000]
     # Detections are in brand space, tracked, with their source.

@@ -7,8 +7,8 @@ package knows about brands.
 """
 
 from vidinfer.analytics.brand_stage import SOURCE_LABELS, BrandExposure, BrandSpec
-from vidinfer.analytics.brands import Brand, BrandMatcher, normalise_text
+from vidinfer.analytics.brands import Brand, BrandMatcher, TextMatches, normalise_text
 from vidinfer.analytics.exposure import ExposureAnalytics, StreamExposure
 
-__all__ = ["Brand", "BrandMatcher", "normalise_text", "BrandExposure", "BrandSpec", "ExposureAnalytics",
+__all__ = ["Brand", "BrandMatcher", "TextMatches", "normalise_text", "BrandExposure", "BrandSpec", "ExposureAnalytics",
            "StreamExposure", "SOURCE_LABELS"]

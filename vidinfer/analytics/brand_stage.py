@@ -7,9 +7,12 @@ logo or line that shows a brand, ``class_id`` = brand index, tracked (ByteTrack 
 tracker per stream, reset at cuts), with the attribute ``source`` saying where a row came from
 (label 0 ``logo``, 1 ``text`` read in this frame, 2 ``text-held``: read in an earlier frame of the
 shot, moved with the camera). Logo classes that map to no brand and text that matches none are
-left out.
+left out. A line is a full read of a brand (the whole name) or a partial one (a fragment, a
+look-alike; `vidinfer.analytics.brands`): a partial read counts only for a tracked mark that a full
+read or a logo confirms, so it never starts a brand. The figures of a frame are measured
+``confirm_within_s`` late, so that a confirmation just after a partial read still counts it.
 
-Every row of the brand layer is measured (`vidinfer.analytics.exposure`): visible seconds,
+Every confirmed row is measured (`vidinfer.analytics.exposure`): visible seconds,
 appearances, share of screen, position, exposure score, per stream and brand; the stage emits a
 ``brand_exposure`` message per stream every ``publish_interval_s`` of stream time and a final one
 when the stream ends, and at the end of the run adds the ``brand_impact`` section to the run
@@ -19,6 +22,7 @@ report (and writes report.json and exposure.png to ``report_dir``).
 from __future__ import annotations
 
 import os
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Optional, Sequence
 
@@ -63,6 +67,8 @@ class BrandExposure(Component):
         publish_interval_s: stream seconds between live ``brand_exposure`` messages (0: only the final one).
         min_track_frames: analysed frames a track needs to count as an appearance.
         reference_share: share of the screen at which the exposure score counts fully.
+        confirm_within_s: a partial read counts when a full read (or a logo) of the same tracked mark
+            comes within this much stream time after it (the figures are measured this late).
         report_dir: where report.json and exposure.png go (None: no files; the report section stays).
         tracker: the brand rows' tracker (`TrackOptions`).
     """
@@ -80,6 +86,9 @@ class BrandExposure(Component):
     min_track_frames: Annotated[int, why("an hour of frames at 25 fps is 90000")] = Field(default=2, ge=1,
                                                                                            le=100_000)
     reference_share: float = Field(default=0.02, gt=0, le=1)
+    confirm_within_s: Annotated[float, why("a minute; the figures wait this long for a mark's full read")] = Field(
+        default=2.0, ge=0, le=60, description="a partial read (a fragment, a look-alike) counts when a full read "
+        "of the same tracked mark comes within this time after it; 0: it only continues a mark already read in full")
     report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
     tracker: TrackOptions = Field(default_factory=TrackOptions)
 
@@ -116,10 +125,14 @@ class BrandExposure(Component):
                                      self.match_threshold)
         logo_classes = ctx.layer(self._logos).classes if self._logos is not None else ()
         self._logo_brand = self._matcher.logo_map(logo_classes)
-        self._trackers = StreamTrackers(self.tracker.factory(f"stage {ctx.name!r}"),
-                                        ctx.cuts if self.tracker.detect_cuts else None)
+        self._cuts = ctx.cuts if self.tracker.detect_cuts else None
+        self._trackers = StreamTrackers(self.tracker.factory(f"stage {ctx.name!r}"), self._cuts)
+        self._confirmed_ids: dict[str, set[int]] = {}
+        self._confirm_ns = int(self.confirm_within_s * 1e9)
+        # Per stream, the analysed frames not measured yet: (frame, rows, full, cut), oldest first.
+        self._waiting: dict[str, deque[tuple[Any, Detections, np.ndarray, bool]]] = {}
         self._analytics = ExposureAnalytics(self._matcher.names, self.publish_interval_s, self.min_track_frames,
-                                            self.reference_share)
+                                            self.reference_share, self.tracker.max_lost_s)
         for sid in ctx.stream_ids:  # the report lists streams in the pipeline's order
             self._analytics.stream(sid)
         if self.report_dir is not None:
@@ -142,17 +155,46 @@ class BrandExposure(Component):
         n = len(batch.frames)
         logos = batch[self._logos] if self._logos is not None and self._logos in batch else [None] * n
         texts = batch[self._text] if self._text is not None and self._text in batch else [None] * n
-        rows = self._trackers(batch.frames, [self._combine(lg, tx) for lg, tx in zip(logos, texts)])
-        batch[self.layer] = rows
-        for frame, det in zip(batch.frames, rows):
-            update = self._analytics.add(frame.stream_id, frame.pts_ns, frame.width, frame.height, det,
-                                         frame.discontinuity)
+        combined = [self._combine(lg, tx) for lg, tx in zip(logos, texts)]
+        tracked = self._trackers(batch.frames, [det for det, _ in combined])
+        layer = []
+        for frame, (det, full), with_ids in zip(batch.frames, combined, tracked):
+            rows = det.with_track_ids(with_ids.track_id)
+            confirmed = self._confirm(frame.stream_id, rows.track_id, full)
+            layer.append(rows if confirmed.all() else rows[confirmed])
+            cut = self._cuts is not None and self._cuts.is_cut(frame)
+            self._waiting.setdefault(frame.stream_id, deque()).append((frame, rows, full, cut))
+            self._measure(frame.stream_id, frame.pts_ns - self._confirm_ns)
+        batch[self.layer] = layer
+
+    def _confirm(self, stream_id: str, track_id: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """Remember the tracks full rows (logos, full reads) were given; per row, whether it is full
+        or continues such a track."""
+        confirmed = self._confirmed_ids.setdefault(stream_id, set())
+        confirmed.update(track_id[full & (track_id >= 0)].tolist())
+        if len(confirmed) > 4096:  # ids only grow: forget the oldest tracks, long ended
+            self._confirmed_ids[stream_id] = confirmed = set(sorted(confirmed)[-2048:])
+        return full | np.fromiter((t in confirmed for t in track_id.tolist()), bool, len(track_id))
+
+    def _measure(self, stream_id: str, until_ns: int | None) -> None:
+        """Measure the stream's frames older than ``until_ns`` (None: all): by now a partial read in
+        them counts if its track was confirmed, up to ``confirm_within_s`` after it."""
+        waiting = self._waiting.get(stream_id)
+        while waiting and (until_ns is None or waiting[0][0].pts_ns <= until_ns):
+            frame, rows, full, cut = waiting.popleft()
+            keep = self._confirm(stream_id, rows.track_id, full)
+            det = rows if keep.all() else rows[keep]
+            update = self._analytics.add(stream_id, frame.pts_ns, frame.width, frame.height, det,
+                                         frame.discontinuity, cut)
             if update is not None:
-                self._ctx.emit("brand_exposure", frame.stream_id, update, retain=True)
+                self._ctx.emit("brand_exposure", stream_id, update, retain=True)
 
     def on_stream_end(self, stream_id: str) -> None:
+        self._measure(stream_id, None)
+        self._waiting.pop(stream_id, None)
         self._ctx.emit("brand_exposure", stream_id, self._analytics.finish(stream_id), retain=True)
         self._trackers.end(stream_id)
+        self._confirmed_ids.pop(stream_id, None)
 
     def close(self) -> None:
         ctx = getattr(self, "_ctx", None)
@@ -176,8 +218,9 @@ class BrandExposure(Component):
         ctx.report("brand_impact", report, files, summary=exposure_table(report))
 
     # -- rows --
-    def _combine(self, logos: Detections | None, text: Detections | None) -> Detections:
-        """Logo rows mapped to brands, then the text rows that name a brand, with ``source``."""
+    def _combine(self, logos: Detections | None, text: Detections | None) -> tuple[Detections, np.ndarray]:
+        """Logo rows mapped to brands, then the text rows that name a brand, with ``source``; and
+        per row whether it may start a track (logos and full reads) or only continue one."""
         if logos is not None and len(logos):
             brand = self._logo_brand[logos.class_id]
             keep = brand >= 0
@@ -185,29 +228,34 @@ class BrandExposure(Component):
         else:
             logo_xyxy, logo_score, logo_brand = np.zeros((0, 4), np.float32), np.zeros(0, np.float32), \
                 np.zeros(0, np.int32)
-        t_xyxy, t_score, t_brand, t_match, t_src = self._text_rows(text)
+        t_xyxy, t_score, t_brand, t_match, t_full, t_src = self._text_rows(text)
         n_logo = len(logo_brand)
         source = Attribute(np.concatenate([np.full(n_logo, LOGO, np.int32), t_src]),
                            np.concatenate([np.ones(n_logo, np.float32), t_match]))
-        return Detections(np.concatenate([logo_xyxy, t_xyxy]), np.concatenate([logo_score, t_score]),
-                          np.concatenate([logo_brand, t_brand]), attributes={"source": source})
+        det = Detections(np.concatenate([logo_xyxy, t_xyxy]), np.concatenate([logo_score, t_score]),
+                         np.concatenate([logo_brand, t_brand]), attributes={"source": source})
+        return det, np.concatenate([np.ones(n_logo, bool), t_full])
 
     def _text_rows(self, text: Detections | None) -> tuple[np.ndarray, ...]:
-        """(xyxy, score, brand, match score, source label) of the lines that name a brand."""
+        """(xyxy, score, brand, match score, full, source label) of the lines that name a brand."""
         if text is None or len(text) == 0:
             e = np.zeros(0, np.float32)
-            return np.zeros((0, 4), np.float32), e, np.zeros(0, np.int32), e, np.zeros(0, np.int32)
+            return np.zeros((0, 4), np.float32), e, np.zeros(0, np.int32), e, np.zeros(0, bool), np.zeros(0, np.int32)
         strings = [str(t) for t in text.data["text"]]
-        ids, match = self._matcher.match(strings)
+        ids, match, full = self._matcher.match(strings)
         read = text.attributes["read"].label_id if "read" in text.attributes else np.full(len(text), READ, np.int32)
         src = np.where(read == READ, TEXT, TEXT_HELD).astype(np.int32)
-        xyxy, score, ids, match, src = self._join_split_names(strings, text.xyxy, text.score, ids, match, src)
+        xyxy, score, ids, match, full, src = self._join_split_names(strings, text.xyxy, text.score, ids, match,
+                                                                    full, src)
         keep = ids >= 0
-        return xyxy[keep], score[keep], ids[keep].astype(np.int32), match[keep].astype(np.float32), src[keep]
+        return (xyxy[keep], score[keep], ids[keep].astype(np.int32), match[keep].astype(np.float32), full[keep],
+                src[keep])
 
     def _join_split_names(self, texts: Sequence[str], xyxy: np.ndarray, score: np.ndarray, ids: np.ndarray,
-                          match: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Unmatched neighbours on one line may be one name split by an occluder: join them.
+                          match: np.ndarray, full: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Unmatched neighbours on one line may be one name split by an occluder: join them. The
+        name's two ends with a gap as wide as the letters between them is a full read; any other
+        pair of pieces a partial one.
 
         Neighbours overlap vertically by at least half a line and sit at most three line heights
         apart. A joined pair becomes one row (the union box) in place of its left piece; the
@@ -215,10 +263,10 @@ class BrandExposure(Component):
         """
         loose = np.flatnonzero(ids < 0)
         if len(loose) < 2:
-            return xyxy, score, ids, match, src
+            return xyxy, score, ids, match, full, src
         loose = loose[np.argsort(xyxy[loose, 0])]
         drop = np.zeros(len(ids), bool)
-        ids, match, xyxy, score = ids.copy(), match.copy(), xyxy.copy(), score.copy()
+        ids, match, xyxy, score, full = ids.copy(), match.copy(), xyxy.copy(), score.copy(), full.copy()
         for i, j in zip(loose[:-1], loose[1:]):
             if drop[i] or ids[i] >= 0:
                 continue
@@ -227,14 +275,25 @@ class BrandExposure(Component):
             gap = xyxy[j, 0] - xyxy[i, 2]
             if overlap < 0.5 * h or not (-0.5 * h <= gap <= 3 * h):
                 continue
-            brand, s = self._matcher.match_split(texts[i], texts[j])
+            brand, s, hidden = self._matcher.match_split(texts[i], texts[j])
             if brand >= 0:
                 ids[i], match[i] = brand, s
+                full[i] = hidden > 0 and _gap_fits(texts[i], texts[j], xyxy[i], xyxy[j], hidden)
                 xyxy[i] = [xyxy[i, 0], min(xyxy[i, 1], xyxy[j, 1]), xyxy[j, 2], max(xyxy[i, 3], xyxy[j, 3])]
                 score[i] = min(score[i], score[j])
                 drop[j] = True
         keep = ~drop
-        return xyxy[keep], score[keep], ids[keep], match[keep], src[keep]
+        return xyxy[keep], score[keep], ids[keep], match[keep], full[keep], src[keep]
+
+
+def _gap_fits(left: str, right: str, a: np.ndarray, b: np.ndarray, hidden: int) -> bool:
+    """Whether the gap between two pieces of a name is as wide as its ``hidden`` letters would be
+    (between half and twice the pieces' mean letter width each: an occluder covers letters, and
+    may cover some of the space around them)."""
+    letters = len(left.replace(" ", "")) + len(right.replace(" ", ""))
+    letter_w = float((a[2] - a[0]) + (b[2] - b[0])) / max(letters, 1)
+    gap = float(b[0] - a[2])
+    return 0.5 * hidden * letter_w <= gap <= 2.0 * hidden * letter_w + letter_w
 
 
 def _check_writable(folder: Path, stage: str) -> None:

@@ -6,7 +6,13 @@ Definitions (docs/brand-impact.md is the reference):
   (capped at twice the usual step, so a gap such as a reconnect is not counted as visibility; the
   last frame gets the usual step). This makes every figure independent of ``sample_fps``.
 * visible_s: the time in which at least one box of the brand was on screen.
-* appearances: tracks of the brand seen in at least ``min_track_frames`` analysed frames.
+* appearances: continuous on-screen occurrences of the brand, as sponsors count them: the brand on
+  screen in at least ``min_track_frames`` analysed frames, with gaps shorter than ``max_gap_s``
+  (occlusions, missed reads) merged, and a camera cut merged only when the brand is on screen on
+  both sides of it (the same frames before and after). A cut or a discontinuity with the brand on
+  one side only ends the occurrence.
+* tracks: tracks of the brand seen in at least ``min_track_frames`` analysed frames (one physical
+  mark each: two boards of a brand on screen at once are two tracks and one appearance).
 * share of screen: the summed area of the brand's boxes over the frame area (capped at 1);
   mean_share is time-weighted over visible time, peak_share the largest value.
 * grid: visible time split over a 3x3 grid of the screen by box centre, weighted by box area.
@@ -50,6 +56,7 @@ class StreamExposure:
     brands: list[str]
     min_track_frames: int = 2
     reference_share: float = 0.02
+    max_gap_s: float = 1.0
     visible_s: np.ndarray = field(init=False)
     share_s: np.ndarray = field(init=False)  # integral of share over time
     peak_share: np.ndarray = field(init=False)
@@ -68,22 +75,46 @@ class StreamExposure:
         self.grid_s, self.confidence_s, self.score = np.zeros((b, 9)), np.zeros(b), np.zeros(b)
         self._track_frames: list[dict[int, int]] = [dict() for _ in range(b)]
         self._pending: _Frame | None = None
+        # The brand's current on-screen occurrence: when it was last seen, in how many analysed
+        # frames, whether it is counted yet, and whether a cut with the brand on one side ended it.
+        self._last_seen = np.full(b, -1, np.int64)
+        self._run_frames = np.zeros(b, np.int64)
+        self._appearances = np.zeros(b, np.int64)
+        self._was_visible = np.zeros(b, bool)
         self._steps: list[int] = []  # recent steps between analysed frames, for the usual step
         self._t0: int | None = None
         self.spans = [[] for _ in range(b)]
 
-    def add(self, pts_ns: int, width: int, height: int, det: Detections) -> None:
-        """Account one analysed frame whose rows' class_id are brand indices."""
+    def add(self, pts_ns: int, width: int, height: int, det: Detections, cut: bool = False) -> None:
+        """Account one analysed frame whose rows' class_id are brand indices; ``cut``: it starts a
+        new camera shot (or follows a discontinuity)."""
         if self._t0 is None:
             self._t0 = pts_ns
         if self._pending is not None:
             self._close(max(0, pts_ns - self._pending.pts_ns))
         self.frames += 1
         self._pending = self._measure(pts_ns, width, height, det)
+        self._occurrences(pts_ns, self._pending.visible, cut)
         for b, t in zip(det.class_id.tolist(), det.track_id.tolist()):
             if t >= 0:
                 counts = self._track_frames[b]
                 counts[t] = counts.get(t, 0) + 1
+
+    def _occurrences(self, pts_ns: int, visible: np.ndarray, cut: bool) -> None:
+        """Appearances: a brand seen again within ``max_gap_s`` of its last sight, with no cut in
+        between that it was not on screen on both sides of, continues its occurrence."""
+        step = self._usual_step()
+        gap_ns = pts_ns - self._last_seen - step  # unseen time since the frame it was last seen in
+        went_on = (self._last_seen >= 0) & ((gap_ns <= step // 2) | (gap_ns < int(self.max_gap_s * 1e9)))
+        if cut:
+            went_on &= self._was_visible & visible
+            self._last_seen[~(self._was_visible & visible)] = -1  # the occurrence ended at the cut
+        new = visible & ~went_on
+        self._run_frames[new] = 0
+        self._run_frames[visible] += 1
+        self._appearances += visible & (self._run_frames == self.min_track_frames)
+        self._last_seen[visible] = pts_ns
+        self._was_visible = visible
 
     def discontinuity(self) -> None:
         """The stream jumped (loop, reconnect): the pending frame gets the usual step, not the jump."""
@@ -143,11 +174,16 @@ class StreamExposure:
         return _Frame(pts_ns, visible, share, grid, confidence, prominence)
 
     def appearances(self) -> np.ndarray:
+        """Per brand, its on-screen occurrences (see the module's definitions)."""
+        return self._appearances.copy()
+
+    def tracks(self) -> np.ndarray:
+        """Per brand, the tracks seen in at least ``min_track_frames`` analysed frames."""
         return np.asarray([sum(1 for n in c.values() if n >= self.min_track_frames) for c in self._track_frames])
 
     def summary(self) -> list[dict[str, Any]]:
         """Per brand, the figures published and reported."""
-        apps = self.appearances()
+        apps, tracks = self.appearances(), self.tracks()
         out = []
         for i, name in enumerate(self.brands):
             vis = self.visible_s[i]
@@ -155,6 +191,7 @@ class StreamExposure:
                 "brand": name,
                 "visible_s": round(float(vis), 3),
                 "appearances": int(apps[i]),
+                "tracks": int(tracks[i]),
                 "mean_share": round(float(self.share_s[i] / vis), 5) if vis else 0.0,
                 "peak_share": round(float(self.peak_share[i]), 5),
                 "grid_s": [round(float(g), 3) for g in self.grid_s[i]],
@@ -174,8 +211,9 @@ class ExposureAnalytics:
     """
 
     def __init__(self, brands: Sequence[str], publish_interval_s: float = 5.0, min_track_frames: int = 2,
-                 reference_share: float = 0.02):
+                 reference_share: float = 0.02, max_gap_s: float = 1.0):
         self.brands = list(brands)
+        self.max_gap_s = max_gap_s
         self.publish_interval_ns = int(publish_interval_s * 1e9)
         self.min_track_frames = min_track_frames
         self.reference_share = reference_share
@@ -185,16 +223,18 @@ class ExposureAnalytics:
     def stream(self, stream_id: str) -> StreamExposure:
         exp = self.streams.get(stream_id)
         if exp is None:
-            exp = self.streams[stream_id] = StreamExposure(self.brands, self.min_track_frames, self.reference_share)
+            exp = self.streams[stream_id] = StreamExposure(self.brands, self.min_track_frames, self.reference_share,
+                                                                   self.max_gap_s)
         return exp
 
     def add(self, stream_id: str, pts_ns: int, width: int, height: int, det: Detections,
-            discontinuity: bool = False) -> dict[str, Any] | None:
-        """Account a frame; returns a live update body when one is due."""
+            discontinuity: bool = False, cut: bool = False) -> dict[str, Any] | None:
+        """Account a frame (``cut``: it starts a new camera shot); returns a live update body when
+        one is due."""
         exp = self.stream(stream_id)
         if discontinuity:
             exp.discontinuity()
-        exp.add(pts_ns, width, height, det)
+        exp.add(pts_ns, width, height, det, cut or discontinuity)
         due = self._next_publish.get(stream_id)
         if due is None:
             self._next_publish[stream_id] = pts_ns + self.publish_interval_ns

@@ -28,6 +28,7 @@ def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
             "brand": name,
             "visible_s": round(vis, 3),
             "appearances": sum(r["appearances"] for r in rows),
+            "tracks": sum(r["tracks"] for r in rows),
             "streams": sum(1 for r in rows if r["visible_s"] > 0),
             "peak_share": max((r["peak_share"] for r in rows), default=0.0),
             "mean_share": round(sum(r["mean_share"] * r["visible_s"] for r in rows) / vis, 5) if vis else 0.0,

@@ -1,7 +1,9 @@
 """`ReadText`: the text lines in each frame (PP-OCR: detection, orientation, recognition) as a layer.
 
 The ``"text"`` layer has one row per line: its box (source pixels), its recognition score, class 0
-(``"text"``), the recognised string in the column ``data["text"]``, and the attribute ``read``
+(``"text"``), the recognised string in the column ``data["text"]``, the line's corners in
+``data["quad"]`` ((N, 4, 2): top-left, top-right, bottom-right, bottom-left of the text as read, so
+rotated text keeps its angle; ``xyxy`` is their bounding box), and the attribute ``read``
 saying whether the line was read in this frame (label 0 ``read``) or in an earlier frame of the
 same shot and held (label 1 ``held``).
 
@@ -15,13 +17,14 @@ text never crosses a shot. What holding cannot see: a board hidden by a player o
 disappears between two reads is still there until the next read (an error of at most
 ``interval_s`` per change, the same as reading at that rate).
 
-With ``background`` (live feeds), reads go to a reader thread and frames go on with the held
-text, so no frame waits for OCR; a result replaces the held text when it is ready (moved from the
-frame it was read in). At a stream's start, a cut or a discontinuity nothing is held until the new
-shot's read answers, and a read of an earlier shot that answers late is dropped. A hold grown
-three intervals old (the reader thread cannot keep up) is read on the pipeline's thread:
-backpressure instead of ever older text. Results then depend on timing, which is why file jobs
-keep it off.
+With ``background`` (live feeds), a read that falls due goes to a reader thread and its frame goes
+on with the held text; the result replaces the held text at the stream's next analysed frame
+(moved from the frame it was read in), waiting for the thread if it is not done. So the figures
+depend on the input only, never on timing (two runs give the same figures), and a reader thread
+that cannot keep up slows the pipeline instead of serving ever older text. A stream's first read
+and the read after a cut or a discontinuity are not left to the thread: they go ahead of other
+work, on the pipeline's thread, so a new shot's text counts from its first frame and nothing of
+the old shot is held past the cut.
 """
 
 from __future__ import annotations
@@ -64,13 +67,14 @@ class _Lines:
     xyxy: np.ndarray
     score: np.ndarray
     text: np.ndarray  # object array of str
+    quad: np.ndarray  # (N, 4, 2) corners TL, TR, BR, BL of each line as read (rotated text)
 
     def __len__(self) -> int:
         return len(self.text)
 
     @classmethod
     def empty(cls) -> _Lines:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), _EMPTY_TEXT)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), _EMPTY_TEXT, np.zeros((0, 4, 2), np.float32))
 
     @classmethod
     def of(cls, result: Any) -> _Lines:
@@ -79,7 +83,11 @@ class _Lines:
             return cls.empty()
         text = np.empty(len(result.text), dtype=object)
         text[:] = list(result.text)
-        return cls(np.asarray(result.xyxy, np.float32).reshape(-1, 4), np.asarray(result.score, np.float32), text)
+        xyxy = np.asarray(result.xyxy, np.float32).reshape(-1, 4)
+        quad = getattr(result, "quad", None)
+        if quad is None:  # a reader of one's own may give boxes only: their corners
+            quad = xyxy[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
+        return cls(xyxy, np.asarray(result.score, np.float32), text, np.asarray(quad, np.float32).reshape(-1, 4, 2))
 
     def moved(self, dx: float, dy: float, width: int, height: int) -> _Lines:
         """The lines shifted by the camera's move; lines whose centre left the frame are gone."""
@@ -87,13 +95,13 @@ class _Lines:
         cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
         keep = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
         xyxy = np.clip(xyxy[keep], 0, np.asarray([width, height, width, height], np.float32))
-        return _Lines(xyxy, self.score[keep], self.text[keep])
+        return _Lines(xyxy, self.score[keep], self.text[keep], self.quad[keep] + np.asarray([dx, dy], np.float32))
 
     def detections(self, read: int) -> Detections:
         n = len(self)
         return Detections(self.xyxy, self.score, np.zeros(n, np.int32),
                           attributes={"read": Attribute(np.full(n, read, np.int32), np.ones(n, np.float32))},
-                          data={"text": self.text})
+                          data={"text": self.text, "quad": self.quad})
 
 
 @dataclass(eq=False)
@@ -107,38 +115,40 @@ class _Held:
 
 
 class _BackgroundReader:
-    """One thread that reads text for frames whose read fell due, one job per stream at a time."""
+    """One thread that reads text for frames whose read fell due, at most one job per stream.
+
+    A stream's result is taken at its next analysed frame, waiting for it if the thread is not done
+    (`result`): results then depend only on the input, never on timing, and a reader thread that
+    falls behind slows the pipeline (backpressure) instead of serving ever older text."""
 
     def __init__(self, reader: Any):
         self._reader = reader
         self._jobs: queue.SimpleQueue[tuple[str, int, Frame, np.ndarray] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._busy: set[str] = set()
         self._done: dict[str, tuple[int, int, Any, np.ndarray]] = {}
         self._thread = threading.Thread(target=self._run, name="text-reader", daemon=True)
         self._thread.start()
 
-    def submit(self, stream_id: str, generation: int, frame: Frame, thumb: np.ndarray) -> bool:
-        """Queue a read unless one of this stream's is still running; returns whether it was queued."""
-        with self._lock:
-            if stream_id in self._busy:
-                return False
+    def submit(self, stream_id: str, generation: int, frame: Frame, thumb: np.ndarray) -> None:
+        """Queue a read of ``frame``; the stream's previous result must have been taken."""
+        with self._changed:
+            assert stream_id not in self._busy and stream_id not in self._done, "take the last result first"
             self._busy.add(stream_id)
         self._jobs.put((stream_id, generation, frame, thumb))
-        return True
 
     @property
     def in_flight(self) -> int:
-        with self._lock:
+        with self._changed:
             return len(self._busy)
 
-    def take(self, stream_id: str, generation: int) -> tuple[int, Any, np.ndarray] | None:
-        """(pts_ns, text, thumbnail) of a finished read of this shot (``generation``), once."""
-        with self._lock:
-            done = self._done.pop(stream_id, None)
-        if done is None or done[0] != generation or done[2] is None:
-            return None  # nothing finished, a read of an earlier shot, or a failed read
-        return done[1], done[2], done[3]
+    def result(self, stream_id: str) -> tuple[int, int, Any, np.ndarray] | None:
+        """(generation, pts_ns, text or None if the read failed, thumbnail) of the stream's last
+        submitted read, waiting for it to finish; None when none was submitted since the last call."""
+        with self._changed:
+            while stream_id in self._busy:
+                self._changed.wait()
+            return self._done.pop(stream_id, None)
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -148,9 +158,10 @@ class _BackgroundReader:
             except Exception:  # a bad frame must not stop reading for every stream
                 log.exception("stream %s: reading text failed", stream_id)
                 text = None
-            with self._lock:
+            with self._changed:
                 self._busy.discard(stream_id)
                 self._done[stream_id] = (generation, frame.pts_ns, text, thumb)
+                self._changed.notify_all()
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -274,51 +285,43 @@ class ReadText(Component):
         """(the held lines moved to this frame, or None when this frame's text must be read; forced:
         the held lines cannot be used at all (none yet, a cut, a discontinuity); the frame's thumbnail)."""
         cut = self._cuts.is_cut(frame)  # asked for every frame, so the detector compares neighbours
-        held = self._held.get(frame.stream_id)
+        sid = frame.stream_id
         thumb = self._motion.thumbnail(frame.image)
-        if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
-            if self._worker is None:
-                return None, True, thumb
-            # Background: nothing from the last shot is held; this shot's text counts from when
-            # its read (queued below) is ready, and no frame waits for it.
-            held = self._new_shot(frame, thumb)
         if self._worker is not None:
-            held = self._take_background_read(frame.stream_id, held)
-            if frame.pts_ns - held.pts_ns >= 3 * self._interval_ns:
-                return None, False, thumb  # the reader thread is behind: read here (backpressure)
-        elif frame.pts_ns >= held.due_ns:
+            self._take_background_read(sid)
+        held = self._held.get(sid)
+        # A new shot's first read goes ahead of everything, on this thread: its text counts from
+        # its first frame, and nothing of the old shot is held past the cut.
+        if held is None or cut or frame.discontinuity or frame.pts_ns < held.pts_ns:
+            return None, True, thumb
+        if self._worker is None and frame.pts_ns >= held.due_ns:
             return None, False, thumb
         box = frame.letterbox
         shift = self._motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
         if shift is None:
-            if self._worker is None:
-                return None, True, thumb
-            held, shift = self._new_shot(frame, thumb), (0.0, 0.0)
+            return None, True, thumb
         # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
-        # converted by two threads at once.
-        if self._worker is not None and frame.pts_ns >= held.due_ns and self._worker.submit(
-                frame.stream_id, self._generation.get(frame.stream_id, 0), frame, thumb):
-            held.due_ns = frame.pts_ns + self._interval_ns  # the read in flight answers this one
+        # converted by two threads at once. Its result replaces the held text at the stream's next
+        # analysed frame.
+        if self._worker is not None and frame.pts_ns >= held.due_ns:
+            self._worker.submit(sid, self._generation.get(sid, 0), frame, thumb)
+            held.due_ns = frame.pts_ns + self._interval_ns
         return held.lines.moved(shift[0], shift[1], frame.width, frame.height), False, thumb
 
-    def _new_shot(self, frame: Frame, thumb: np.ndarray) -> _Held:
-        """Background mode at a cut (or the start): hold nothing, read as soon as the reader can."""
-        sid = frame.stream_id
-        self._generation[sid] = self._generation.get(sid, 0) + 1  # reads of the last shot are stale
-        held = self._held[sid] = _Held(frame.pts_ns, frame.pts_ns, _Lines.empty(), thumb)
-        return held
-
-    def _take_background_read(self, stream_id: str, held: _Held) -> _Held:
-        """A finished background read of this shot becomes the held text."""
+    def _take_background_read(self, stream_id: str) -> None:
+        """The stream's read on the reader thread, finished (waiting for it if need be), becomes the
+        held text; one of an earlier shot, or one that failed, is dropped."""
         assert self._worker is not None
-        done = self._worker.take(stream_id, self._generation.get(stream_id, 0))
+        done = self._worker.result(stream_id)
         if done is None:
-            return held
-        pts_ns, text, read_thumb = done
+            return
+        generation, pts_ns, text, read_thumb = done
         self._reads += 1
         self._background_reads += 1
-        held = self._held[stream_id] = _Held(pts_ns, pts_ns + self._interval_ns, _Lines.of(text), read_thumb)
-        return held
+        if generation != self._generation.get(stream_id, 0) or text is None:
+            return
+        due = self._held[stream_id].due_ns if stream_id in self._held else pts_ns + self._interval_ns
+        self._held[stream_id] = _Held(pts_ns, due, _Lines.of(text), read_thumb)
 
     @property
     def reads(self) -> int:
@@ -336,6 +339,8 @@ class ReadText(Component):
         return self._worker.in_flight if self._worker is not None else 0
 
     def on_stream_end(self, stream_id: str) -> None:
+        if self._worker is not None:
+            self._worker.result(stream_id)  # a read still running for the stream is dropped
         self._held.pop(stream_id, None)
         self._cuts.end(stream_id)
 
