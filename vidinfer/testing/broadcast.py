@@ -53,6 +53,7 @@ from vidinfer.testing.brands import (
     render_logo,
     render_name_plate,
 )
+from vidinfer.testing.synthetic import read_back
 
 __all__ = ["VISIBLE_THRESHOLD", "BroadcastScene", "make_broadcast_scene", "write_broadcast_clip",
            "summarize"]
@@ -473,14 +474,7 @@ def write_broadcast_clip(path: str | Path, scene: BroadcastScene, crf: int = 24,
             container.mux(packet)
     finally:
         container.close()
-    decoded = []
-    with av.open(str(path)) as reader:
-        vs = reader.streams.video[0]
-        tb = vs.time_base
-        for fr in reader.decode(vs):
-            decoded.append((fr.pts, bool(fr.key_frame)))
-    if len(decoded) != scene.n_frames:
-        raise RuntimeError(f"{path}: encoded {scene.n_frames} frames, decoded {len(decoded)}")
+    tb, _, decoded = read_back(path, scene.n_frames)
     for fr, (pts, key) in zip(frames_gt, decoded):
         fr["pts"], fr["keyframe"] = pts, key
         fr["shot"] = scene.shot_of(fr["frame_no"])[0]

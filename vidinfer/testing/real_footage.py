@@ -79,6 +79,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vidinfer.testing.backgrounds import CITY_FRAMES, CITY_SOURCE_CUT, EVAL_NAMES, city_frames, load_background
 from vidinfer.testing.brands import BOARD_COLORS, BRAND_NAMES, TEXT_COLORS, render_logo
+from vidinfer.testing.synthetic import read_back
 
 __all__ = ["W", "H", "FPS", "VISIBLE_THRESHOLD", "MAX_LOST_S", "MIN_LETTER_PX", "GENERATOR_VERSION", "DECOYS",
            "FONTS", "CODECS", "CLIPS", "BRAND_CLIPS", "NOBRAND_CLIPS", "appearance_intervals", "count_appearances",
@@ -778,14 +779,7 @@ def write_clip(outdir: str | Path, scene: Scene, seed: int = 0) -> dict[str, Any
             container.mux(packet)
     finally:
         container.close()
-    decoded = []
-    with av.open(str(path)) as reader:
-        vs = reader.streams.video[0]
-        tb, decoder = vs.time_base, vs.codec_context.name
-        for fr in reader.decode(vs):
-            decoded.append((fr.pts, bool(fr.key_frame)))
-    if len(decoded) != scene.n_frames:
-        raise RuntimeError(f"{path}: encoded {scene.n_frames} frames, decoded {len(decoded)}")
+    tb, decoder, decoded = read_back(path, scene.n_frames)
     for fr, (pts, key) in zip(frames, decoded):
         fr["pts"], fr["keyframe"] = pts, key
     cuts = scene.cuts

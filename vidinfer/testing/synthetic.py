@@ -491,14 +491,7 @@ def write_clip(
         container.close()
 
     # Read back what a decoder sees (pts in the stream time base, key flags).
-    decoded = []
-    with av.open(str(path)) as reader:
-        vstream = reader.streams.video[0]
-        time_base = vstream.time_base
-        for frame in reader.decode(vstream):
-            decoded.append((frame.pts, bool(frame.key_frame)))
-    if len(decoded) != n_frames:
-        raise RuntimeError(f"{path}: encoded {n_frames} frames, decoded {len(decoded)}")
+    time_base, _, decoded = read_back(path, n_frames)
 
     gt = {
         "width": scene.width,
@@ -523,3 +516,19 @@ def write_clip(
 def load_ground_truth(clip_path: str | Path) -> dict[str, Any]:
     """Load the ground-truth JSON stored next to ``clip_path``."""
     return json.loads(Path(clip_path).with_suffix(".json").read_text())
+
+
+def read_back(path: Path | str, n_frames: int) -> tuple[Fraction, str, list[tuple[int, bool]]]:
+    """What a decoder sees of a clip just written: (time base, codec name, (pts, key frame) per
+    frame); the clip must decode to ``n_frames`` frames."""
+    import av
+
+    decoded = []
+    with av.open(str(path)) as reader:
+        vstream = reader.streams.video[0]
+        time_base, codec = vstream.time_base, vstream.codec_context.name
+        for frame in reader.decode(vstream):
+            decoded.append((frame.pts, bool(frame.key_frame)))
+    if len(decoded) != n_frames:
+        raise RuntimeError(f"{path}: encoded {n_frames} frames, decoded {len(decoded)}")
+    return time_base, codec, decoded
