@@ -38,10 +38,11 @@ def test_live_pipeline_reads_text_in_the_background_and_holds_it(tmp_path):
     for sid, s in report.streams.items():
         assert 20 <= s.frames_analysed <= 24 and s.frames_dropped == 0, (sid, s)  # 11 s at 2 fps, live
         assert {"logo", "text-held"} <= sources[sid]  # brand names held between reads
-    # A stream's first read and the read after each cut on the pipeline's thread (3 shots a clip),
-    # the rest on the reader thread: about one per stream every 2 s.
+    # A stream's first read and the read after each cut (3 shots a clip) on the pipeline's thread,
+    # as is one after a camera move too fast to measure; the rest on the reader thread, about one
+    # per stream every 2 s.
     cuts = sum(len(json.loads((CLIPS / f"{c}.json").read_text())["cuts"]) for c in ("broadcast_a", "broadcast_b"))
-    assert stage.reads - stage.background_reads == 2 + cuts
+    assert stage.reads - stage.background_reads >= 2 + cuts
     assert stage.background_reads >= 4 and stage.reads <= report.frames // 2
     assert report.latency_ms["p99"] < 2000
 

@@ -65,10 +65,12 @@ def run(shipped: str, clips_dir: Path, out: Path, clips=CLIPS) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
-# Run in the suite: both settings on the clips that cover rotation, perspective, small text,
-# occlusion, fonts and decoys, and one clip without a brand (about a minute on 2 cores). The whole
+# Run in the suite: the live settings on the clips that cover rotation, perspective, small text,
+# occlusion, fonts and decoys, and one clip without a brand; the file settings on the rotated one
+# (about a minute on 2 cores, once the clips are made). The whole
 # set at both settings (about 10 minutes): `python tests/test_brand_real_footage.py`.
 SUITE_CLIPS = ("real_photo_signs", "real_rotated", "real_decoys", "real_nobrand_photos")
+FILE_SUITE_CLIPS = ("real_rotated",)  # the file settings read 2.5x more text: one clip
 
 # Where the shipped models miss the targets today, measured (issue 13's note): the logo detector's
 # ORBIS class fires on lit facades and other real textures (models/logos/README.md). Asserted as
@@ -78,7 +80,6 @@ KNOWN_MISSES = {  # (settings, clip, brand)
        for s in ("file", "live")},
     **{(s, "real_nobrand_photos", "ORBIS"): "the logo detector sees ORBIS in held-out photographs (3.5 s)"
        for s in ("file", "live")},
-    ("file", "real_nobrand_photos", "PULSE"): "one analysed frame (0.2 s) of PULSE where there is none",
 }
 
 
@@ -94,15 +95,15 @@ def live_report(clips, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def file_report(clips, tmp_path_factory):
-    return run("brand_impact.toml", clips, tmp_path_factory.mktemp("real") / "file", SUITE_CLIPS)
+    return run("brand_impact.toml", clips, tmp_path_factory.mktemp("real") / "file", FILE_SUITE_CLIPS)
 
 
 def _miss(seen: float, true: float, tolerance: float) -> bool:
     return (true == 0 and seen > 0) or abs(seen - true) > tolerance * true
 
 
-@pytest.mark.parametrize("clip", SUITE_CLIPS)
-@pytest.mark.parametrize("settings", ["file", "live"])
+@pytest.mark.parametrize("settings, clip", [("file", c) for c in FILE_SUITE_CLIPS]
+                         + [("live", c) for c in SUITE_CLIPS])
 def test_visible_seconds_within_10_percent_at_file_and_15_at_live_settings_and_nothing_absent(
         request, clips, settings, clip):
     report = request.getfixturevalue(f"{settings}_report")
@@ -128,11 +129,13 @@ def test_decoy_words_count_for_nothing(live_report, clips):
             assert b["visible_s"] <= 1.05 * gt["summary"][b["brand"]]["visible_seconds"], b
 
 
-def test_appearances_exact_where_no_occlusion_splits_them(file_report, clips):
-    for clip in ("real_photo_signs", "real_rotated"):
+@pytest.mark.parametrize("settings", ["file", "live"])
+def test_appearances_exact_where_no_occlusion_splits_them(request, clips, settings):
+    report = request.getfixturevalue(f"{settings}_report")
+    for clip in ("real_photo_signs", "real_rotated") if settings == "live" else ("real_rotated",):
         gt = truth(clips, clip)
         assert not gt["occlusion_splits_appearances"]
-        got = {b["brand"]: b["appearances"] for b in file_report["streams"][clip]["brands"]}
+        got = {b["brand"]: b["appearances"] for b in report["streams"][clip]["brands"]}
         assert got == {name: v["appearances"] for name, v in gt["summary"].items()}, clip
 
 

@@ -83,12 +83,13 @@ def test_map50_on_heldout_real_backgrounds():
 @pytest.mark.xfail(strict=True, reason="the committed model misses the target: ORBIS fires on green-lit building "
                    "facades with white window bands (cityCC0); see models/logos/README.md")
 def test_false_appearances_on_real_no_brand_footage():
-    # About a minute of held-out real footage without brands (the city video, pans / zooms over the
-    # held-out photos), analysed at the pipeline's 5 frames/s, score threshold and tracker.
-    clips = ev.no_brand_footage(photo_seconds=6.0, city_zooms=(1.0, 2.2))
+    # Half a minute of held-out real footage without brands (the city video, pans / zooms over the
+    # held-out photos), analysed at the pipeline's 5 frames/s, score threshold and tracker (the whole
+    # 3 minutes: python tools/eval_logo_detector.py --footage).
+    clips = ev.no_brand_footage(photo_seconds=3.0, city_zooms=(1.0,))
     dets = ev.footage_detections(clips, MODEL, conf=PIPELINE_CONF, every=ev.FOOTAGE_FPS // ev.ANALYSIS_FPS)
     counts, minutes = ev.false_appearances(dets, len(BRAND_NAMES), PIPELINE_CONF, fps=ev.ANALYSIS_FPS)
-    assert minutes > 0.9
+    assert minutes > 0.45
     assert counts.sum() / minutes <= MAX_FALSE_PER_MIN, dict(zip(BRAND_NAMES, counts.tolist()))
 
 
