@@ -829,9 +829,12 @@ def write_all(outdir: str | Path, seed: int = 0, only: Iterable[str] | None = No
     names = [n for n in CLIPS if only is None or n in set(only)]
     t0 = time.perf_counter()
     if jobs > 1:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(jobs, len(names))) as pool:
+        # Spawned, not forked: a process with threads (a test run, ONNX Runtime's pools) can fork a
+        # child that deadlocks on a lock some thread held at the fork.
+        with ProcessPoolExecutor(min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn")) as pool:
             clips = list(pool.map(_write_one, [outdir] * len(names), names, [seed] * len(names)))
     else:
         clips = [_write_one(outdir, n, seed) for n in names]
