@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Optional, Sequence
+from typing import Annotated, Any, ClassVar, NamedTuple, Optional, Sequence
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -45,6 +45,18 @@ __all__ = ["BrandExposure", "BrandSpec", "SOURCE_LABELS"]
 
 SOURCE_LABELS = ["logo", "text", "text-held"]
 LOGO, TEXT, TEXT_HELD = range(3)
+
+
+class _Waiting(NamedTuple):
+    """An analysed frame waiting to be measured: what the figures need of it, not its pixels."""
+
+    pts_ns: int
+    width: int
+    height: int
+    discontinuity: bool
+    cut: bool
+    rows: Detections
+    full: np.ndarray
 
 
 class BrandSpec(Options):
@@ -129,8 +141,8 @@ class BrandExposure(Component):
         self._trackers = StreamTrackers(self.tracker.factory(f"stage {ctx.name!r}"), self._cuts)
         self._confirmed_ids: dict[str, set[int]] = {}
         self._confirm_ns = int(self.confirm_within_s * 1e9)
-        # Per stream, the analysed frames not measured yet: (frame, rows, full, cut), oldest first.
-        self._waiting: dict[str, deque[tuple[Any, Detections, np.ndarray, bool]]] = {}
+        # Per stream, the analysed frames not measured yet, oldest first (their rows, not their pixels).
+        self._waiting: dict[str, deque[_Waiting]] = {}
         self._analytics = ExposureAnalytics(self._matcher.names, self.publish_interval_s, self.min_track_frames,
                                             self.reference_share, self.tracker.max_lost_s)
         for sid in ctx.stream_ids:  # the report lists streams in the pipeline's order
@@ -163,7 +175,8 @@ class BrandExposure(Component):
             confirmed = self._confirm(frame.stream_id, rows.track_id, full)
             layer.append(rows if confirmed.all() else rows[confirmed])
             cut = self._cuts is not None and self._cuts.is_cut(frame)
-            self._waiting.setdefault(frame.stream_id, deque()).append((frame, rows, full, cut))
+            self._waiting.setdefault(frame.stream_id, deque()).append(
+                _Waiting(frame.pts_ns, frame.width, frame.height, frame.discontinuity, cut, rows, full))
             self._measure(frame.stream_id, frame.pts_ns - self._confirm_ns)
         batch[self.layer] = layer
 
@@ -174,18 +187,19 @@ class BrandExposure(Component):
         confirmed.update(track_id[full & (track_id >= 0)].tolist())
         if len(confirmed) > 4096:  # ids only grow: forget the oldest tracks, long ended
             self._confirmed_ids[stream_id] = confirmed = set(sorted(confirmed)[-2048:])
-        return full | np.fromiter((t in confirmed for t in track_id.tolist()), bool, len(track_id))
+        if full.all():
+            return full
+        return full | np.isin(track_id, np.fromiter(confirmed, np.int64, len(confirmed)))
 
     def _measure(self, stream_id: str, until_ns: int | None) -> None:
         """Measure the stream's frames older than ``until_ns`` (None: all): by now a partial read in
         them counts if its track was confirmed, up to ``confirm_within_s`` after it."""
         waiting = self._waiting.get(stream_id)
-        while waiting and (until_ns is None or waiting[0][0].pts_ns <= until_ns):
-            frame, rows, full, cut = waiting.popleft()
-            keep = self._confirm(stream_id, rows.track_id, full)
-            det = rows if keep.all() else rows[keep]
-            update = self._analytics.add(stream_id, frame.pts_ns, frame.width, frame.height, det,
-                                         frame.discontinuity, cut)
+        while waiting and (until_ns is None or waiting[0].pts_ns <= until_ns):
+            w = waiting.popleft()
+            keep = self._confirm(stream_id, w.rows.track_id, w.full)
+            det = w.rows if keep.all() else w.rows[keep]
+            update = self._analytics.add(stream_id, w.pts_ns, w.width, w.height, det, w.discontinuity, w.cut)
             if update is not None:
                 self._ctx.emit("brand_exposure", stream_id, update, retain=True)
 
