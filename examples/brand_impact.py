@@ -38,7 +38,7 @@ def brand_impact(report_dir: Path, endpoint: str) -> vi.Pipeline:
         stages=[
             vi.Detect(model=REPO / "models/logos/detector.onnx", labels_file=REPO / "models/logos/labels.txt",
                       conf_threshold=0.5, iou_threshold=0.5, layer="logo"),
-            vi.ReadText(limit_side=960, min_text_height=16),
+            vi.ReadText(limit_side=1344, min_text_height=16),
             vi.BrandExposure(brands=BRANDS, publish_interval_s=5, report_dir=report_dir,
                              tracker={"max_lost_s": 1.0}),
         ],
