@@ -39,7 +39,7 @@ from vidinfer.models.registry import resolve_model
 from vidinfer.preprocess.crops import colour_standard, yuv_to_rgb_matrix
 
 __all__ = ["TextResult", "TextDetector", "TextClassifier", "TextRecognizer", "TextReader",
-           "db_boxes", "db_quads", "quad_size", "as_quads", "ctc_greedy_decode", "load_charset"]
+           "db_boxes", "db_quads", "quad_size", "as_quads", "ctc_greedy_decode", "load_charset", "line_patches"]
 
 ModelRef = str | os.PathLike[str]
 
@@ -418,6 +418,22 @@ def _line_crops(images: list[_Image], frame_idx: np.ndarray, quads: np.ndarray, 
     pad = np.arange(out_w)[None, :] >= content_w[:, None]  # (N, W)
     out *= ~pad[:, None, None, :]
     return out
+
+
+def line_patches(item: Frame | np.ndarray, quads: np.ndarray, rows: int = 4, cols: int = 16,
+                 supersample: int = 4) -> np.ndarray:
+    """How each line looks: its quad (source pixels, TL, TR, BR, BL) rectified to ``rows`` x ``cols``
+    RGB in [0, 1], (N, rows, cols, 3) float32. Each value is the mean of ``supersample``^2 bilinear
+    samples: a low-pass, so a line placed a pixel or two off still looks the same, while a hand or
+    a player over part of it does not."""
+    quads = np.asarray(quads, np.float64).reshape(-1, 4, 2)
+    n, ss = len(quads), supersample
+    if n == 0:
+        return np.zeros((0, rows, cols, 3), np.float32)
+    im = item if isinstance(item, _Image) else _Image(item)
+    x, y = _warp_grid(quads, rows * ss, cols * ss, np.full(n, cols * ss))
+    s = im.sample(x / im.sx, y / im.sy)
+    return s.reshape(n, rows, ss, cols, ss, 3).mean(axis=(2, 4))
 
 
 def _aspect(quads: np.ndarray) -> np.ndarray:

@@ -13,9 +13,11 @@ Reading text is the expensive part of brand impact (a PP-OCR pass over a 1080p f
 the lines last read are *held*: their boxes follow the camera's pan/tilt (phase correlation of
 thumbnails, `vidinfer.tracking.motion`) and leave when their centre leaves the frame. A
 discontinuity, a camera cut, or a camera move that cannot be measured forces a new read, so held
-text never crosses a shot. What holding cannot see: a board hidden by a player or a line that
-disappears between two reads is still there until the next read (an error of at most
-``interval_s`` per change, the same as reading at that rate).
+text never crosses a shot. Each held line is also looked at in every frame: how it looked when read
+(its quad rectified to a small low-passed patch, `vidinfer.models.ocr.line_patches`) is compared
+strip by strip along the line with how the frame looks there now, and a line of which less than
+half still looks the same (a player in front of the board, the board gone) is left out of that
+frame; it comes back when it is seen again, until the next read.
 
 With ``background`` (live feeds), a read that falls due goes to a reader thread and its frame goes
 on with the held text; the result replaces the held text at the stream's next analysed frame
@@ -49,6 +51,9 @@ from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.stages.options import model_file
 from vidinfer.stages.track import import_object
 from vidinfer.tracking.cuts import ShotCuts
+from vidinfer.tracking.looks import COLS as LOOK_COLS
+from vidinfer.tracking.looks import ROWS as LOOK_ROWS
+from vidinfer.tracking.looks import best_match, on_edge, search_quads, window_size
 from vidinfer.tracking.motion import MotionEstimator
 
 __all__ = ["ReadText", "READ_LABELS", "READ", "HELD"]
@@ -68,6 +73,8 @@ class _Lines:
     score: np.ndarray
     text: np.ndarray  # object array of str
     quad: np.ndarray  # (N, 4, 2) corners TL, TR, BR, BL of each line as read (rotated text)
+    look: np.ndarray | None = None  # (N, rows, cols, 3) how each line looked when read (line_patches)
+    kept: np.ndarray | None = None  # after `moved`: the rows of the held lines these are
 
     def __len__(self) -> int:
         return len(self.text)
@@ -95,7 +102,19 @@ class _Lines:
         cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
         keep = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
         xyxy = np.clip(xyxy[keep], 0, np.asarray([width, height, width, height], np.float32))
-        return _Lines(xyxy, self.score[keep], self.text[keep], self.quad[keep] + np.asarray([dx, dy], np.float32))
+        return _Lines(xyxy, self.score[keep], self.text[keep], self.quad[keep] + np.asarray([dx, dy], np.float32),
+                      None if self.look is None else self.look[keep], np.flatnonzero(keep))
+
+    def nudged(self, rows: np.ndarray, step: np.ndarray) -> _Lines:
+        """A copy with lines ``rows`` moved by ``step`` (len(rows), 2) source pixels."""
+        quad, xyxy = self.quad.copy(), self.xyxy.copy()
+        quad[rows] += step[:, None, :]
+        xyxy[rows] += np.tile(step, 2)
+        return _Lines(xyxy, self.score, self.text, quad, self.look, self.kept)
+
+    def subset(self, keep: np.ndarray) -> _Lines:
+        return _Lines(self.xyxy[keep], self.score[keep], self.text[keep], self.quad[keep],
+                      None if self.look is None else self.look[keep])
 
     def detections(self, read: int) -> Detections:
         n = len(self)
@@ -121,12 +140,12 @@ class _BackgroundReader:
     (`result`): results then depend only on the input, never on timing, and a reader thread that
     falls behind slows the pipeline (backpressure) instead of serving ever older text."""
 
-    def __init__(self, reader: Any):
-        self._reader = reader
+    def __init__(self, read: Callable[[Frame], "_Lines"]):
+        self._read = read
         self._jobs: queue.SimpleQueue[tuple[str, int, Frame, np.ndarray] | None] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._busy: set[str] = set()
-        self._done: dict[str, tuple[int, int, Any, np.ndarray]] = {}
+        self._done: dict[str, tuple[int, int, _Lines | None, np.ndarray]] = {}
         self._thread = threading.Thread(target=self._run, name="text-reader", daemon=True)
         self._thread.start()
 
@@ -142,8 +161,8 @@ class _BackgroundReader:
         with self._changed:
             return len(self._busy)
 
-    def result(self, stream_id: str) -> tuple[int, int, Any, np.ndarray] | None:
-        """(generation, pts_ns, text or None if the read failed, thumbnail) of the stream's last
+    def result(self, stream_id: str) -> tuple[int, int, _Lines | None, np.ndarray] | None:
+        """(generation, pts_ns, the lines or None if the read failed, thumbnail) of the stream's last
         submitted read, waiting for it to finish; None when none was submitted since the last call."""
         with self._changed:
             while stream_id in self._busy:
@@ -154,7 +173,7 @@ class _BackgroundReader:
         while (job := self._jobs.get()) is not None:
             stream_id, generation, frame, thumb = job
             try:
-                text = self._reader([frame])[0]
+                text: _Lines | None = self._read(frame)
             except Exception:  # a bad frame must not stop reading for every stream
                 log.exception("stream %s: reading text failed", stream_id)
                 text = None
@@ -217,7 +236,10 @@ class ReadText(Component):
         self._cuts: ShotCuts = ctx.cuts
         self._held: dict[str, _Held] = {}
         self._generation: dict[str, int] = {}  # per stream, +1 at each read here: older reads are stale
-        self._worker = _BackgroundReader(self._reader) if self.background and self._interval_ns else None
+        from vidinfer.models.ocr import line_patches
+
+        self._line_patches = line_patches
+        self._worker = _BackgroundReader(self._read_one) if self.background and self._interval_ns else None
         self._reads = 0  # frames whose text was read (the rest held it)
         self._background_reads = 0  # of which read on the reader thread
         ctx.add_layer(self.layer, ["text"], {"read": READ_LABELS})
@@ -262,7 +284,7 @@ class ReadText(Component):
             texts = self._reader([frames[i] for i, _, _ in to_read]) if to_read else []
             for (i, forced, thumb), text in zip(to_read, texts):
                 f = frames[i]
-                read = lines[i] = _Lines.of(text)
+                read = lines[i] = self._with_look(f, _Lines.of(text))
                 sources[i] = READ
                 # A read here is newer than any still running on the reader thread: that one is stale.
                 self._generation[f.stream_id] = self._generation.get(f.stream_id, 0) + 1
@@ -271,6 +293,37 @@ class ReadText(Component):
             pending = waiting
         batch[self.layer] = [(ln if ln is not None else _Lines.empty()).detections(src)
                              for ln, src in zip(lines, sources)]
+
+    def _read_one(self, frame: Frame) -> _Lines:
+        """One frame's lines with their look (on the reader thread: the only one touching ``frame``)."""
+        return self._with_look(frame, _Lines.of(self._reader([frame])[0]))
+
+    def _with_look(self, frame: Frame, lines: _Lines) -> _Lines:
+        lines.look = self._line_patches(frame, lines.quad, rows=LOOK_ROWS, cols=LOOK_COLS)
+        return lines
+
+    def _follow(self, frame: Frame, held: _Held, moved: _Lines) -> _Lines | None:
+        """The held lines, moved by the camera, looked for in ``frame`` by how they looked when read
+        (`vidinfer.tracking.looks`): those seen, at the place found; the place is kept in ``held``
+        for the next frame (the camera's move is measured from the frame read, the rest is not).
+        None when a line is best matched on the edge of its search window: it may have moved
+        farther than the search reaches (a fast zoom and pan), so the frame must be read."""
+        look = moved.look
+        if not len(moved) or look is None:
+            return moved
+        assert moved.kept is not None  # made by `moved`
+        rows, cols = look.shape[1:3]
+        wr, wc = window_size(rows, cols)
+        window = self._line_patches(frame, search_quads(moved.quad, rows, cols), rows=wr, cols=wc, supersample=1)
+        offset, seen_fraction = best_match(look, window)
+        if on_edge(offset).any():
+            return None
+        seen = seen_fraction >= 0.5
+        q = moved.quad
+        along, across = (q[:, 1] - q[:, 0]) / cols, (q[:, 3] - q[:, 0]) / rows
+        step = (offset[:, :1] * along + offset[:, 1:] * across).astype(np.float32) * seen[:, None]  # (N, 2)
+        held.lines = held.lines.nudged(moved.kept, step)
+        return moved.nudged(np.arange(len(moved)), step).subset(seen)
 
     def _hold_ns(self, stream_id: str, forced: bool) -> int:
         """How long a read is held. After a read the stream could not avoid (its start, a cut, a
@@ -303,10 +356,14 @@ class ReadText(Component):
         # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
         # converted by two threads at once. Its result replaces the held text at the stream's next
         # analysed frame.
+        # Looked at before the frame may go to the reader thread, below.
+        seen = self._follow(frame, held, held.lines.moved(shift[0], shift[1], frame.width, frame.height))
+        if seen is None:
+            return None, True, thumb
         if self._worker is not None and frame.pts_ns >= held.due_ns:
             self._worker.submit(sid, self._generation.get(sid, 0), frame, thumb)
             held.due_ns = frame.pts_ns + self._interval_ns
-        return held.lines.moved(shift[0], shift[1], frame.width, frame.height), False, thumb
+        return seen, False, thumb
 
     def _take_background_read(self, stream_id: str) -> None:
         """The stream's read on the reader thread, finished (waiting for it if need be), becomes the
@@ -315,13 +372,13 @@ class ReadText(Component):
         done = self._worker.result(stream_id)
         if done is None:
             return
-        generation, pts_ns, text, read_thumb = done
+        generation, pts_ns, lines, read_thumb = done
         self._reads += 1
         self._background_reads += 1
-        if generation != self._generation.get(stream_id, 0) or text is None:
+        if generation != self._generation.get(stream_id, 0) or lines is None:
             return
         due = self._held[stream_id].due_ns if stream_id in self._held else pts_ns + self._interval_ns
-        self._held[stream_id] = _Held(pts_ns, due, _Lines.of(text), read_thumb)
+        self._held[stream_id] = _Held(pts_ns, due, lines, read_thumb)
 
     @property
     def reads(self) -> int:
