@@ -242,7 +242,7 @@ def export(net: LogoNet, path: Path, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--iters", type=int, default=2800)
+    ap.add_argument("--iters", type=int, default=3500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--images", type=int, default=8000, help="generated training images")
     ap.add_argument("--size", type=int, default=320, help="training image size")

@@ -25,7 +25,12 @@ labelled) teach the detector what is *not* a mark: signs and boards with
 non-brand lettering, look-alike words and the brands' *names* (lettering is not
 a logo mark), safety-sign-like pictogram boards, shirts and boards carrying
 non-brand marks (random combinations of discs, rings, chevrons, bars and
-triangles in random colours).  About a fifth of the images have no mark at all.
+triangles in random colours), the brands' own colours in shapes that are not
+their marks (a green board with white bands is not the ORBIS globe), and
+building facades: grids and bands of lit windows, by day and by night, whole
+backgrounds or single buildings (the first real-footage check found the
+detector reading green-lit office windows as ORBIS).  About a fifth of the
+images have no mark at all.
 
 Labels are the tight box of the mark's *visible* pixels (alpha >= 0.5 after
 warping and occlusion) in continuous pixel coordinates ``[x1, y1, x2, y2]``
@@ -44,6 +49,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from vidinfer.testing.brands import (
     BOARD_COLORS,
+    BRAND_COLORS,
     BRAND_NAMES,
     render_logo,
     render_name_plate,
@@ -114,11 +120,14 @@ def _background(rng: np.random.Generator, h: int, w: int, photos: Sequence[np.nd
             return _real_crop(rng, photos, h, w)
         kind = "split"
     else:
-        kind = str(rng.choice(["pitch", "crowd", "board", "gradient", "split", "split"]))
+        kind = str(rng.choice(["pitch", "crowd", "board", "gradient", "split", "split"]
+                              + ["facade"] * (3 if photos else 0)))
+    if kind == "facade":
+        return _facade(rng, h, w)
     if kind == "split":
         out = np.empty((h, w, 3), np.float32)
         y = int(rng.integers(h // 5, 4 * h // 5))
-        top, bottom = rng.choice(["crowd", "board", "gradient", "pitch"] + ["real"] * (2 if photos else 0), 2)
+        top, bottom = rng.choice(["crowd", "board", "gradient", "pitch"] + ["real", "real", "facade"] * bool(photos), 2)
         out[:y] = _plain_bg(rng, y, w, str(top), photos)
         out[y:] = _plain_bg(rng, h - y, w, str(bottom), photos)
         return out
@@ -129,6 +138,8 @@ def _plain_bg(rng: np.random.Generator, h: int, w: int, kind: str,
               photos: Sequence[np.ndarray] = ()) -> np.ndarray:
     if kind == "real":
         return _real_crop(rng, photos, h, w)
+    if kind == "facade":
+        return _facade(rng, h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "pitch":
         base = np.array([40, 120, 45], np.float32) * rng.uniform(0.7, 1.25)
@@ -280,6 +291,87 @@ def _sign(rng: np.random.Generator, h: int) -> Image.Image:
     return img
 
 
+#: Window light colours of the facades: teal and green office light, warm, white, cool blue.
+_WINDOW_LIGHT = np.array([(150, 255, 215), (90, 230, 170), (40, 190, 110), (255, 235, 170), (250, 250, 245),
+                          (150, 200, 255)], np.float32)
+
+
+def _facade(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Buildings side by side under a sky: each a wall with a grid of windows (some lit), continuous
+    lit floor bands, or slanted balcony stripes; by night (dark walls, bright windows) or by day."""
+    night = rng.random() < 0.6
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    sky0, sky1 = (rng.uniform(10, 70, 3), rng.uniform(40, 110, 3)) if night else \
+        (rng.uniform(150, 230, 3), rng.uniform(110, 200, 3))
+    img = (sky0 + (sky1 - sky0) * (yy / max(1, h - 1))[..., None]).astype(np.float32)
+    x = int(rng.integers(-w // 4, w // 6))
+    while x < w:
+        bw = int(w * rng.uniform(0.12, 0.6))
+        top = int(rng.integers(-h // 4, h // 2))
+        x0, x1, y0 = max(0, x), min(w, x + bw), max(0, top)
+        if x1 > x0 and y0 < h:
+            wall = (rng.uniform(5, 60, 3) * (1.0, 1.6, 1.6) if night else rng.uniform(60, 200, 3)).astype(np.float32)
+            light = _WINDOW_LIGHT[int(rng.integers(len(_WINDOW_LIGHT)))] * rng.uniform(0.7, 1.05)
+            if not night:  # by day windows are glass: darker or sky-coloured, not lit
+                light = rng.uniform(30, 200, 3).astype(np.float32)
+            lx, ly = xx[y0:, x0:x1] - x, yy[y0:, x0:x1] - top
+            # Log-uniform cell sizes: far-away towers have windows of 2-3 px.
+            cw = math.exp(rng.uniform(math.log(2.5), math.log(22)))
+            ch = math.exp(rng.uniform(math.log(2.5), math.log(20)))
+            style = int(rng.integers(3))
+            if style == 0:  # window grid, each cell lit or not
+                fx, fy = rng.uniform(0.3, 0.95), rng.uniform(0.3, 0.95)
+                win = ((lx % cw) < cw * fx) & ((ly % ch) < ch * fy)
+                lit_table = rng.random((int((h - top) / ch) + 2, int(bw / cw) + 2)) < rng.uniform(0.3, 0.95)
+                win &= lit_table[(ly // ch).astype(int), (lx // cw).astype(int)]
+            elif style == 1:  # continuous lit floor bands
+                win = (ly % ch) < ch * rng.uniform(0.3, 0.7)
+            else:  # slanted balcony stripes
+                slope = rng.uniform(-0.6, 0.6)
+                win = ((ly + slope * lx) % ch) < ch * rng.uniform(0.3, 0.6)
+            part = np.where(win[..., None], light, wall)
+            part *= (0.85 + 0.3 * _smooth_noise(rng, h - y0, x1 - x0, 30))[..., None]
+            img[y0:, x0:x1] = part
+        x += bw + int(rng.integers(0, max(1, w // 8)))
+    return img
+
+
+def _colour_texture(rng: np.random.Generator, h: int) -> Image.Image:
+    """A brand's mark colours in a shape that is not its mark: a panel or parallelogram of the primary
+    colour with bands, bars or a grid of the others (an ORBIS-green board with white bands, say)."""
+    cols = BRAND_COLORS[BRAND_NAMES[int(rng.integers(len(BRAND_NAMES)))]]
+    w = max(6, int(h * rng.uniform(0.6, 3.0)))
+    img = Image.new("RGBA", (w, h), cols[0] + (255,))
+    d = ImageDraw.Draw(img)
+    fg = cols[1 + int(rng.integers(len(cols) - 1))] + (255,)
+    k = int(rng.integers(3))
+    step = max(3.0, h / rng.uniform(2.5, 8))
+    if k == 0:  # horizontal bands
+        for y in np.arange(step / 2, h, step):
+            d.rectangle([0, y, w - 1, y + step * rng.uniform(0.25, 0.55)], fill=fg)
+    elif k == 1:  # vertical bars
+        for x in np.arange(step / 2, w, step):
+            d.rectangle([x, 0, x + step * rng.uniform(0.25, 0.55), h - 1], fill=fg)
+    else:  # a grid of cells
+        for y in np.arange(step / 3, h, step):
+            for x in np.arange(step / 3, w, step):
+                if rng.random() < 0.8:
+                    d.rectangle([x, y, x + step * 0.55, y + step * 0.45], fill=fg)
+    if rng.random() < 0.4:  # a slanted panel
+        shear = rng.uniform(-0.4, 0.4)
+        img = img.transform((w + int(abs(shear) * h) + 1, h), Image.AFFINE,
+                            (1, shear, -abs(shear) * h if shear > 0 else 0, 0, 1, 0), Image.BILINEAR)
+    return img
+
+
+def _building(rng: np.random.Generator, size: int) -> Image.Image:
+    """One facade as a pasted patch (a building seen through a gap, a window on a screen)."""
+    h = int(rng.integers(24, max(25, int(size * 0.9))))
+    w = int(h * rng.uniform(0.3, 1.5))
+    rgb = np.clip(np.rint(_facade(rng, h, w)), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2), "RGBA")
+
+
 def _photo_patch(rng: np.random.Generator, photos: Sequence[np.ndarray], size: int) -> Image.Image:
     """A real-photo patch as a "sign" (poster, screen), sometimes framed."""
     h = int(rng.integers(12, max(13, size // 2)))
@@ -306,8 +398,12 @@ def _negative(rng: np.random.Generator, size: int, photos: Sequence[np.ndarray])
         car = _carrier(rng, mark.width + 2 * mx, mark.height + my0 + my1, my0)
         car.alpha_composite(mark, (mx, my0))
         return car
-    if r < 0.88 and photos:
+    if r < 0.83 and photos:
         return _photo_patch(rng, photos, size)
+    if r < 0.91:
+        return _colour_texture(rng, int(rng.integers(10, 90)))
+    if r < 0.96:
+        return _building(rng, size)
     return _distractor(rng, int(rng.integers(10, 80)))
 
 
