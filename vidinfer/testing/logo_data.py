@@ -26,7 +26,7 @@ non-brand lettering, look-alike words and the brands' *names* (lettering is not
 a logo mark), safety-sign-like pictogram boards, shirts and boards carrying
 non-brand marks (random combinations of discs, rings, chevrons, bars and
 triangles in random colours), the brands' own colours in shapes that are not
-their marks (a green board with white bands is not the ORBIS globe), and
+their round marks (a green board with white bands is not the ORBIS globe), and
 building facades: grids and bands of lit windows, by day and by night, whole
 backgrounds or single buildings (the first real-footage check found the
 detector reading green-lit office windows as ORBIS).  About a fifth of the
@@ -336,10 +336,16 @@ def _facade(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
+#: Brands whose mark is round: a panel in their colours is not their mark. (PULSE's mark is a
+#: magenta square with white bars and NORDIC AIR's a white badge with red stripes: panels in their
+#: colours would be their marks, taught as "not a mark".)
+_ROUND_MARKS = ("VOLTA", "KESTREL", "ORBIS")
+
+
 def _colour_texture(rng: np.random.Generator, h: int) -> Image.Image:
-    """A brand's mark colours in a shape that is not its mark: a panel or parallelogram of the primary
+    """A round mark's colours in a shape that is not its mark: a panel or parallelogram of the primary
     colour with bands, bars or a grid of the others (an ORBIS-green board with white bands, say)."""
-    cols = BRAND_COLORS[BRAND_NAMES[int(rng.integers(len(BRAND_NAMES)))]]
+    cols = BRAND_COLORS[_ROUND_MARKS[int(rng.integers(len(_ROUND_MARKS)))]]
     w = max(6, int(h * rng.uniform(0.6, 3.0)))
     img = Image.new("RGBA", (w, h), cols[0] + (255,))
     d = ImageDraw.Draw(img)
