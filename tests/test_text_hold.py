@@ -406,13 +406,13 @@ def test_line_looks_find_a_shifted_line_and_count_its_hidden_strips():
     cell = np.array([(src[2] - src[0]) / 32, (src[3] - src[1]) / 4])
     for shift in ([0, 0], [6, -3], [-8, 4]):  # where the line is expected vs where it is (px)
         expected = quad - np.asarray(shift, np.float32)
-        window = line_patches(img, search_quads(expected), *window_size(), supersample=1)
+        window = line_patches(img, search_quads(expected), rows=window_size()[0], cols=window_size()[1], supersample=1)
         offset, seen = best_match(look, window)
         assert (np.abs(offset[0] * cell - shift) <= cell / 2 + 1e-3).all(), (shift, offset[0] * cell)
         assert seen[0] >= 0.75  # found to half a cell: a strip or two may differ
     for cover, hidden in (((0.0, 0.3), (1, 3)), ((0.2, 0.8), (4, 6)), ((0.0, 1.0), (8, 8))):
         covered = sign_scene(cover=cover)
-        window = line_patches(covered, search_quads(quad), *window_size(), supersample=1)
+        window = line_patches(covered, search_quads(quad), rows=window_size()[0], cols=window_size()[1], supersample=1)
         _, seen = best_match(look, window)
         lo, hi = hidden
         assert 1 - hi / 8 <= seen[0] <= 1 - lo / 8, (cover, seen)

@@ -420,7 +420,7 @@ def _line_crops(images: list[_Image], frame_idx: np.ndarray, quads: np.ndarray, 
     return out
 
 
-def line_patches(item: Frame | np.ndarray, quads: np.ndarray, rows: int = 4, cols: int = 16,
+def line_patches(item: Frame | np.ndarray, quads: np.ndarray, *, rows: int, cols: int,
                  supersample: int = 4) -> np.ndarray:
     """How each line looks: its quad (source pixels, TL, TR, BR, BL) rectified to ``rows`` x ``cols``
     RGB in [0, 1], (N, rows, cols, 3) float32. Each value is the mean of ``supersample``^2 bilinear

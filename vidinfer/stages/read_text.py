@@ -353,13 +353,13 @@ class ReadText(Component):
         shift = self._motion.source_shift(held.thumb, thumb, (box.src_w / box.new_w, box.src_h / box.new_h))
         if shift is None:
             return None, True, thumb
-        # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
-        # converted by two threads at once. Its result replaces the held text at the stream's next
-        # analysed frame.
-        # Looked at before the frame may go to the reader thread, below.
+        # The held lines are looked for before the frame may go to the reader thread (below).
         seen = self._follow(frame, held, held.lines.moved(shift[0], shift[1], frame.width, frame.height))
         if seen is None:
             return None, True, thumb
+        # Only a frame that is not read here may go to the reader thread: PyAV frames must not be
+        # converted by two threads at once. Its result replaces the held text at the stream's next
+        # analysed frame.
         if self._worker is not None and frame.pts_ns >= held.due_ns:
             self._worker.submit(sid, self._generation.get(sid, 0), frame, thumb)
             held.due_ns = frame.pts_ns + self._interval_ns

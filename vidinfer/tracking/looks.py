@@ -66,25 +66,33 @@ def window_size(rows: int = ROWS, cols: int = COLS, margin: tuple[int, int] = MA
 def same_strips(was: np.ndarray, now: np.ndarray) -> np.ndarray:
     """(..., STRIPS) bool: which strips of looks ``now`` (..., rows, cols, 3) look as in ``was``
     (the same lines, broadcast against ``now``)."""
+    return _compare(was, now, now.mean(axis=-1))[0]
+
+
+def _compare(was: np.ndarray, now: np.ndarray, now_grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(same (..., STRIPS) bool, colour difference (..., STRIPS) as a fraction of the line's
+    contrast) of looks ``now`` (..., rows, cols, 3), grey ``now_grey`` (..., rows, cols), against
+    ``was``. Strips are (rows, cols / STRIPS) views: nothing is copied to cut them."""
     rows, cols = was.shape[-3:-1]
-    lead = np.broadcast_shapes(was.shape, now.shape)[:-3]
     k = cols // STRIPS
     grey_was = was.mean(axis=-1)
     contrast = np.maximum(grey_was.reshape(*grey_was.shape[:-2], -1).std(axis=-1), _MIN_CONTRAST)[..., None]
 
-    def strips(a: np.ndarray) -> np.ndarray:  # (..., rows, cols) -> (..., STRIPS, rows * k)
-        a = a.reshape(*a.shape[:-2], rows, STRIPS, k)
-        return np.moveaxis(a, -2, -3).reshape(*a.shape[:-3], STRIPS, rows * k)
+    def strips(a: np.ndarray) -> np.ndarray:  # (..., rows, cols) -> (..., rows, STRIPS, k), a view
+        return a.reshape(*a.shape[:-2], rows, STRIPS, k)
 
-    diff = strips(np.abs(now - was).mean(axis=-1)).mean(axis=-1)
-    a, b = strips(grey_was), strips(now.mean(axis=-1))
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
-    sa, sb = np.sqrt((a * a).mean(axis=-1)), np.sqrt((b * b).mean(axis=-1))
-    corr = (a * b).mean(axis=-1) / np.maximum(sa * sb, 1e-6)
+    axes = (-3, -1)
+    diff = strips(np.abs(now - was).mean(axis=-1)).mean(axis=axes) / contrast
+    a = strips(grey_was)
+    b = strips(now_grey)
+    a = a - a.mean(axis=axes, keepdims=True)
+    b = b - b.mean(axis=axes, keepdims=True)
+    sa, sb = np.sqrt((a * a).mean(axis=axes)), np.sqrt((b * b).mean(axis=axes))
+    corr = (a * b).mean(axis=axes) / np.maximum(sa * sb, 1e-6)
     shaped = sa >= _SHAPED * contrast
-    same = (diff < SAME_LOOK * contrast) & (~shaped | (corr >= SAME_SHAPE))
-    return np.broadcast_to(same, (*lead, STRIPS))
+    same = (diff < SAME_LOOK) & (~shaped | (corr >= SAME_SHAPE))
+    lead = np.broadcast_shapes(was.shape, now.shape)[:-3]
+    return np.broadcast_to(same, (*lead, STRIPS)), np.broadcast_to(diff, (*lead, STRIPS))
 
 
 def best_match(was: np.ndarray, window: np.ndarray, margin: tuple[int, int] = MARGIN,
@@ -102,18 +110,19 @@ def best_match(was: np.ndarray, window: np.ndarray, margin: tuple[int, int] = MA
     # Cell means at every 1/sub step: box sums of sub x sub samples (an integral image).
     ii = np.zeros((n, window.shape[1] + 1, window.shape[2] + 1, 3), np.float64)
     ii[:, 1:, 1:] = window.cumsum(axis=1).cumsum(axis=2)
-    cells = (ii[:, sub:, sub:] - ii[:, :-sub, sub:] - ii[:, sub:, :-sub] + ii[:, :-sub, :-sub]) / (sub * sub)
+    cells = ((ii[:, sub:, sub:] - ii[:, :-sub, sub:] - ii[:, sub:, :-sub] + ii[:, :-sub, :-sub])
+             / (sub * sub)).astype(np.float32)
     sv, su = 2 * margin[0] * sub + 1, 2 * margin[1] * sub + 1
     cv, cu = margin[0] * sub, margin[1] * sub
-    idx_v = np.arange(sv)[:, None] + sub * np.arange(rows)[None, :]
-    idx_u = np.arange(su)[:, None] + sub * np.arange(cols)[None, :]
-    # (N, sv, su, rows, cols, 3): the candidate looks, one per offset.
-    cand = cells[:, idx_v[:, None, :, None], idx_u[None, :, None, :]].astype(np.float32)
-    same = same_strips(was[:, None, None], cand)  # (N, sv, su, STRIPS)
-    diff = np.abs(cand - was[:, None, None]).mean(axis=(3, 4, 5))
-    contrast = np.maximum(was.mean(axis=3).reshape(n, -1).std(axis=1), _MIN_CONTRAST)
+    idx_v = (np.arange(sv)[:, None] + sub * np.arange(rows)[None, :])[:, None, :, None]
+    idx_u = (np.arange(su)[:, None] + sub * np.arange(cols)[None, :])[None, :, None, :]
+    # (N, sv, su, rows, cols[, 3]): the candidate looks, one per offset, and their grey levels
+    # (gathered from the cells' grey: a third of the work of the candidates' own).
+    cand = cells[:, idx_v, idx_u]
+    cand_grey = cells.mean(axis=3)[:, idx_v, idx_u]
+    same, diff = _compare(was[:, None, None], cand, cand_grey)  # (N, sv, su, STRIPS) each
     # Most strips the same first; then the smallest difference (relative, < 1 per strip counted).
-    cost = -same.sum(axis=3) + np.minimum(diff / contrast[:, None, None], 0.99)
+    cost = -same.sum(axis=3) + np.minimum(diff.mean(axis=3), 0.99)
     cost[:, cv, cu] -= 1e-3  # where the camera's move puts it wins ties
     best = cost.reshape(n, -1).argmin(axis=1)
     bv, bu = np.divmod(best, su)
