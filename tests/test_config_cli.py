@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "shapes"
 CLIP_A = ROOT / "sample_streams" / "shapes_a.mp4"
 
-DETECTOR_KEYS = ("channel_order, classes, conf_threshold, input_scale, input_size, intra_op_threads, iou_threshold, "
+DETECTOR_KEYS = ("channel_order, class_thresholds, classes, conf_threshold, input_scale, input_size, intra_op_threads, iou_threshold, "
                  "labels_file, layer, layout, max_detections, model, name, output")
 DETECTOR = f"model = '{MODELS / 'detector.onnx'}'\nclasses = ['red', 'green', 'blue']"
 STAGE_TYPES = "brand_exposure, classify, detect, python, read_text, track"
@@ -79,6 +79,12 @@ BAD_PIPELINES = [
      "vidinfer: error: pipe.toml: stage name 'shade' is used twice; give every stage its own name"),
     ("negative_input_size", _toml(detector=DETECTOR + "\ninput_size = [-640, 640]"),
      "vidinfer: error: pipe.toml: key 'stages[0].input_size[0]': input should be greater than 0, got -640"),
+    ("class_threshold_of_no_class", _toml(detector=DETECTOR + "\nclass_thresholds = {purple = 0.7, red = 0.6}"),
+     "vidinfer: error: pipe.toml: stage 'detect:objects': class_thresholds names 'purple', not a class of the model "
+     "(red, green, blue); use the class names as the labels give them"),
+    ("class_threshold_above_1", _toml(detector=DETECTOR + "\nclass_thresholds = {red = 1.5}"),
+     "vidinfer: error: pipe.toml: key 'stages[0].class_thresholds.red': input should be less than or equal to 1, "
+     "got 1.5"),
     ("model_input_does_not_fit", _toml(detector=DETECTOR + "\ninput_size = [320, 320]"),
      "vidinfer: error: pipe.toml: stage 'detect:objects': detector model 'detector.onnx' input 'images' is 640x640 "
      "(shape ['batch', 3, 640, 640]) but the configuration says input_size = [320, 320]; make them agree"),

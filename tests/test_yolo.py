@@ -51,6 +51,20 @@ def test_yolov8_layout_decodes_nms_and_undoes_letterbox():
     _check(dets)
 
 
+def test_class_thresholds_raise_or_lower_one_class_bar():
+    # The global bar 0.85 keeps only the 0.9 car; the logo's own 0.65 lets its 0.7 box through, and
+    # the person (0.8) still meets the global bar for nothing. A raised bar drops the car alone.
+    adapter = YoloAdapter(CLASSES, conf_threshold=0.85, iou_threshold=0.5, class_thresholds={"logo": 0.65})
+    (dets,) = adapter.decode({"output0": _v8_output()}, [BOX])
+    assert dets.class_id.tolist() == [1, 2] and dets.score.tolist() == pytest.approx([0.9, 0.7])
+    adapter = YoloAdapter(CLASSES, conf_threshold=0.25, iou_threshold=0.5, class_thresholds={"car": 0.95})
+    (dets,) = adapter.decode({"output0": _v8_output()}, [BOX])
+    assert dets.class_id.tolist() == [0, 2] and dets.score.tolist() == pytest.approx([0.8, 0.7])
+    with pytest.raises(ValueError, match=r"^class_thresholds names 'Logo', not a class of the model \(person, car, "
+                       r"logo\); use the class names as the labels give them$"):
+        YoloAdapter(CLASSES, class_thresholds={"Logo": 0.5})
+
+
 def test_yolov5_layout_multiplies_objectness_and_class_probability():
     v8 = _v8_output()[0].T  # [anchors, 4 + C]
     out = np.zeros((1, v8.shape[0], 5 + len(CLASSES)), np.float32)

@@ -292,7 +292,6 @@ def measure_hand_loop(spec: PipelineConfig, later: Any) -> dict[str, Any]:
     import onnxruntime as ort
 
     from vidinfer.batch import Batch
-    from vidinfer.models.yolo import YoloAdapter
     from vidinfer.preprocess.letterbox import PAD_VALUE, Letterbox
 
     first = _detector(later)
@@ -304,8 +303,7 @@ def measure_hand_loop(spec: PipelineConfig, later: Any) -> dict[str, Any]:
         inp = session.get_inputs()[0]
         h, w = (det.input_size[1], det.input_size[0]) if det.input_size else inp.shape[2:4]
         outputs = {o.name: tuple(o.shape) for o in session.get_outputs()}
-        adapter = YoloAdapter(det.class_names(), det.layout, det.conf_threshold, det.iou_threshold,
-                              det.max_detections, det.output)
+        adapter = det.make_adapter(det.class_names(), "detector")
         adapter.bind(outputs, "detector", (w, h))
         convention = det.input_convention
         names = list(outputs)

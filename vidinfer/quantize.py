@@ -25,7 +25,6 @@ from vidinfer.config import PipelineConfig
 from vidinfer.engines.onnxruntime import OnnxRuntimeEngine
 from vidinfer.evaluation import mean_ap
 from vidinfer.frame import Frame
-from vidinfer.models.yolo import YoloAdapter
 from vidinfer.preprocess.letterbox import RGB_0_1, InputConvention, fill_batch_slot
 from vidinfer.sources.base import DecodeHints
 from vidinfer.sources.pyav import PyAVSource
@@ -139,8 +138,7 @@ def compare_precisions(models: dict[str, Path], frames: list[Frame], det: Detect
     timings: dict[str, float] = {}
     for _ in range(repeats):  # interleaved rounds: machine noise hits every precision alike
         for name, engine in engines.items():
-            adapter = YoloAdapter(classes, det.layout, det.conf_threshold, det.iou_threshold, det.max_detections,
-                                  det.output)
+            adapter = det.make_adapter(classes, "detector")
             adapter.bind(engine.output_shapes, input_size=(inp.width, inp.height))
             t0 = time.perf_counter()
             out = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -57,17 +57,30 @@ class YoloAdapter:
         classes: class names, in the model's class order.
         layout: one of `YoloLayout`, or "auto" to infer it from the output shape and class count.
         conf_threshold: minimum score (objectness x class probability for yolov5 and yolox).
+        class_thresholds: a minimum score of its own for some classes, by name (the others keep
+            ``conf_threshold``): a class that look-alikes trip needs more evidence than the rest.
         iou_threshold: NMS overlap above which the lower-scored box of a class is dropped.
         max_detections: most boxes kept per frame.
         output: name of the output to read; the model's first output when None.
     """
 
     def __init__(self, classes: Sequence[str], layout: str = "auto", conf_threshold: float = 0.25,
-                 iou_threshold: float = 0.45, max_detections: int = 300, output: str | None = None):
+                 iou_threshold: float = 0.45, max_detections: int = 300, output: str | None = None, *,
+                 class_thresholds: Mapping[str, float] | None = None):
         self.classes = list(classes)
         self.forced = layout != "auto"
         self.layout = YoloLayout(layout) if self.forced else None
         self.conf_threshold = conf_threshold
+        unknown = sorted(set(class_thresholds or ()) - set(self.classes))
+        if unknown:
+            raise ValueError(f"class_thresholds names {', '.join(map(repr, unknown))}, not a class of the model "
+                             f"({', '.join(self.classes)}); use the class names as the labels give them")
+        # Per class, the score a box must exceed (None: conf_threshold for all, the usual case).
+        self.class_conf: np.ndarray | None = None
+        if class_thresholds:
+            self.class_conf = np.full(len(self.classes), conf_threshold, np.float32)
+            for name, t in class_thresholds.items():
+                self.class_conf[self.classes.index(name)] = t
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.output = output
@@ -94,7 +107,11 @@ class YoloAdapter:
         """One `Detections` per image of the batch, in source-frame pixels."""
         raw = outputs[self.output or next(iter(outputs))]
         layout = self.layout or _infer_layout(raw.shape, len(self.classes), "detector")
-        img, xyxy, score, cls = _candidates(raw, layout, self.conf_threshold, self._grid)
+        floor = self.conf_threshold if self.class_conf is None else float(self.class_conf.min())
+        img, xyxy, score, cls = _candidates(raw, layout, floor, self._grid)
+        if self.class_conf is not None and len(score):
+            keep = score > self.class_conf[np.clip(cls, 0, len(self.class_conf) - 1)]
+            img, xyxy, score, cls = img[keep], xyxy[keep], score[keep], cls[keep]
         if self._watch is not None and len(score):
             self._watch.see(raw, img, xyxy, score, letterboxes)
         if layout is not YoloLayout.END2END and len(score):

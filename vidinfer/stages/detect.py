@@ -44,6 +44,8 @@ class Detect(Component):
         channel_order: ``"rgb"`` or ``"bgr"``, the order of the model's colour planes.
         input_size: [width, height], needed only when the export has dynamic height/width.
         conf_threshold, iou_threshold, max_detections: post-processing.
+        class_thresholds: a score threshold of its own for some classes, by name
+            (``{ORBIS = 0.7}``); the others keep ``conf_threshold``.
         output: the output's name when the model has several.
         intra_op_threads: ONNX Runtime threads (0: it decides).
     """
@@ -60,6 +62,7 @@ class Detect(Component):
     channel_order: Literal["rgb", "bgr"] = "rgb"
     input_size: Optional[tuple[Side, Side]] = None
     conf_threshold: float = Field(default=0.25, ge=0, le=1)
+    class_thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
     iou_threshold: float = Field(default=0.45, ge=0, le=1)
     max_detections: Annotated[int, why(
         "boxes kept per frame after NMS; a 640x640 YOLO model proposes 8400 in all")] = Field(default=300, ge=1,
@@ -97,6 +100,14 @@ class Detect(Component):
     def class_names(self, what: str = "detector") -> list[str]:
         return read_labels(self.classes, self.labels_file, what)
 
+    def make_adapter(self, classes: list[str], where: str) -> YoloAdapter:
+        """The post-processing of this stage's settings (``where`` names it in a user's error)."""
+        try:
+            return YoloAdapter(classes, self.layout, self.conf_threshold, self.iou_threshold, self.max_detections,
+                               self.output, class_thresholds=self.class_thresholds)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
     # -- the stage --
     def open(self, ctx: StageContext) -> None:
         classes = self.class_names(f"stage {ctx.name!r}")
@@ -104,8 +115,7 @@ class Detect(Component):
         self._engine = engine = ctx.engine(path, self.input_size, self.intra_op_threads, role="detector model")
         inp = engine.input
         self._size = (inp.width, inp.height)
-        self._adapter = YoloAdapter(classes, self.layout, self.conf_threshold, self.iou_threshold,
-                                    self.max_detections, self.output)
+        self._adapter = self.make_adapter(classes, f"stage {ctx.name!r}")
         self._adapter.bind(engine.output_shapes, f"stage {ctx.name!r}: detector model {path.name!r}", self._size)
         self._backend = ctx.backend
         self._convention = self.input_convention
