@@ -213,6 +213,83 @@ def test_brand_stage_joins_pieces_on_one_line_and_maps_logos():
     assert other.class_id.tolist() == [1]  # only the VOLTA logo
 
 
+def _two_brands(a, sid="s"):
+    """4 s at 25 fps: VOLTA (4% of the screen) 0-3 s, ORBIS (0.25%) 2-4 s; both on screen 2-3 s."""
+    big = (768, 432, 1152, 648)  # 384 x 216
+    small = (912, 513, 1008, 567)  # 96 x 54
+    for i in range(100):
+        rows = ([(big, 0, 1)] if i < 75 else []) + ([(small, 1, 2)] if i >= 50 else [])
+        det = Detections([r[0] for r in rows], [0.9] * len(rows), [r[1] for r in rows], [r[2] for r in rows]) \
+            if rows else NONE
+        a.add(sid, i * 40_000_000, W, H, det)
+    return a.finish(sid)
+
+
+def test_solus_clutter_size_buckets_and_share_of_voice():
+    volta_, orbis = _two_brands(ExposureAnalytics(BRANDS))["brands"]
+    # VOLTA: 3 s on screen, alone 0-2 s, with ORBIS 2-3 s -> clutter 1 s x 1 other / 3 s.
+    assert volta_["visible_s"] == pytest.approx(3.0) and volta_["solus_s"] == pytest.approx(2.0)
+    assert volta_["mean_clutter"] == pytest.approx(1 / 3, abs=1e-4)
+    assert volta_["size_s"] == {"<1%": 0, "1-2.5%": 0, "2.5-5%": pytest.approx(3.0), "5-10%": 0, ">=10%": 0}
+    assert volta_["share_of_voice"] == pytest.approx(3 / 5)
+    # ORBIS: 2 s, alone 3-4 s.
+    assert orbis["solus_s"] == pytest.approx(1.0) and orbis["mean_clutter"] == pytest.approx(0.5)
+    assert orbis["size_s"]["<1%"] == pytest.approx(2.0) and orbis["share_of_voice"] == pytest.approx(2 / 5)
+    # A share exactly on an edge goes to the bucket above; the buckets add up to visible_s.
+    a = ExposureAnalytics(BRANDS)
+    for i in range(10):
+        a.add("s", i * 40_000_000, 1000, 1000, Detections([(0, 0, 100, 100)], [0.9], [0], [1]))
+    b = a.finish("s")["brands"][0]
+    assert b["size_s"]["1-2.5%"] == pytest.approx(0.4) and sum(b["size_s"].values()) == pytest.approx(b["visible_s"])
+
+
+def test_fixed_windows_split_frames_at_their_edges_and_add_up_to_the_whole():
+    body = _two_brands(ExposureAnalytics(BRANDS, segment_s=1.5))
+    segs = body["segments"]
+    assert [(g["segment"], g["start_s"], g["end_s"]) for g in segs] == [("0-1.5 s", 0, 1.5), ("1.5-3 s", 1.5, 3.0),
+                                                                           ("3-4.5 s", 3.0, 4.5)]
+    # The frame at 1.48 s stands for 1.48-1.52 s: half of it in each of the first two windows.
+    assert [g["duration_s"] for g in segs] == pytest.approx([1.5, 1.5, 1.0])
+    volta_ = [g["brands"][0] for g in segs]
+    orbis = [g["brands"][1] for g in segs]
+    assert [v["visible_s"] for v in volta_] == pytest.approx([1.5, 1.5, 0])
+    assert [v["solus_s"] for v in volta_] == pytest.approx([1.5, 0.5, 0])
+    assert [o["visible_s"] for o in orbis] == pytest.approx([0, 1.0, 1.0])
+    assert [o["solus_s"] for o in orbis] == pytest.approx([0, 0, 1.0])
+    # An appearance belongs to the window it starts in.
+    assert [v["appearances"] for v in volta_] == [1, 0, 0] and [o["appearances"] for o in orbis] == [0, 1, 0]
+    assert [v["share_of_voice"] for v in volta_] == pytest.approx([1.0, 0.6, 0])
+    for k, whole in enumerate(body["brands"]):
+        for key in ("visible_s", "solus_s", "exposure_score", "appearances"):
+            assert sum(g["brands"][k][key] for g in segs) == pytest.approx(whole[key], abs=2e-3), key
+        for bucket, secs in whole["size_s"].items():
+            assert sum(g["brands"][k]["size_s"][bucket] for g in segs) == pytest.approx(secs, abs=2e-3)
+
+
+def test_named_segments_and_the_report_over_streams(tmp_path):
+    from vidinfer.analytics.exposure import Segment
+
+    a = ExposureAnalytics(BRANDS, segments=[Segment("second half", 2.0, 4.0), Segment("opening", 0.0, 0.5)])
+    _two_brands(a, "cam-1")
+    _two_brands(a, "cam-2")
+    report, _ = write_report(a, "test", tmp_path)
+    half, opening = report["streams"]["cam-1"]["segments"]
+    assert half["segment"] == "second half" and opening["segment"] == "opening"
+    volta_, orbis = half["brands"]
+    assert volta_["visible_s"] == pytest.approx(1.0) and volta_["solus_s"] == 0 and volta_["appearances"] == 0
+    assert orbis["visible_s"] == pytest.approx(2.0) and orbis["solus_s"] == pytest.approx(1.0)
+    assert orbis["appearances"] == 1 and orbis["share_of_voice"] == pytest.approx(2 / 3, abs=1e-5)
+    assert opening["brands"][0]["visible_s"] == pytest.approx(0.5) and opening["brands"][0]["appearances"] == 1
+    # Over both streams: sums, in time order; share of voice of the sums.
+    assert [g["segment"] for g in report["segments"]] == ["opening", "second half"]
+    both = report["segments"][1]["brands"]
+    assert both[1]["visible_s"] == pytest.approx(4.0) and both[1]["appearances"] == 2
+    totals = report["totals"]
+    assert totals[0]["visible_s"] == pytest.approx(6.0) and totals[0]["solus_s"] == pytest.approx(4.0)
+    assert totals[0]["share_of_voice"] == pytest.approx(0.6) and totals[0]["streams"] == 2
+    assert totals[0]["tracks"] == 2 and totals[1]["peak_share"] == pytest.approx(0.0025)
+
+
 def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
     a = ExposureAnalytics(BRANDS)
     for i in range(100):  # VOLTA on screen 0-1 s and 2-3 s at 25 fps

@@ -36,7 +36,7 @@ def spec(detector, endpoint, report_dir, sample_fps=None):
             {"type": "detect", "layer": "logo", "model": str(detector), "classes": SHAPE_CLASSES,
              "conf_threshold": 0.5},
             {"type": "brand_exposure", "logos": "logo", "brands": BRANDS, "publish_interval_s": 1.0,
-             "report_dir": str(report_dir)},  # logos only: no read_text stage
+             "report_dir": str(report_dir), "segment_s": 2.0},  # logos only: no read_text stage
         ],
         "sinks": [{"type": "zmq", "endpoint": endpoint, "wait_for_subscribers": 1}],
     })
@@ -68,6 +68,12 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
         brands = final[0].body["brands"]
         reported = report.section("brand_impact")["streams"][sid]["brands"]
         assert reported == brands  # the report says what was published
+        segments = final[0].body["segments"]
+        assert segments == report.section("brand_impact")["streams"][sid]["segments"]
+        assert [g["segment"] for g in segments] == ["0-2 s", "2-4 s"]
+        for c, b in enumerate(brands):  # the 2 s windows tile the clip
+            assert sum(g["brands"][c]["visible_s"] for g in segments) == pytest.approx(b["visible_s"], abs=2e-3)
+            assert sum(g["brands"][c]["appearances"] for g in segments) == b["appearances"]
         for c, b in enumerate(brands):
             assert b["brand"] == BRANDS[c]["name"]
             assert b["visible_s"] == pytest.approx(seconds[c], rel=0.1 if sample_fps else 0.01)

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "shapes"
 CLIP_A = ROOT / "sample_streams" / "shapes_a.mp4"
 
-DETECTOR_KEYS = ("channel_order, class_thresholds, classes, conf_threshold, input_scale, input_size, intra_op_threads, iou_threshold, "
-                 "labels_file, layer, layout, max_detections, model, name, output")
+DETECTOR_KEYS = ("channel_order, class_thresholds, classes, conf_threshold, input_scale, input_size, intra_op_threads, "
+                 "iou_threshold, labels_file, layer, layout, max_detections, model, name, output")
 DETECTOR = f"model = '{MODELS / 'detector.onnx'}'\nclasses = ['red', 'green', 'blue']"
 STAGE_TYPES = "brand_exposure, classify, detect, python, read_text, track"
 SINK_TYPES = "file, python, reliable, zmq"
@@ -85,6 +85,11 @@ BAD_PIPELINES = [
     ("class_threshold_above_1", _toml(detector=DETECTOR + "\nclass_thresholds = {red = 1.5}"),
      "vidinfer: error: pipe.toml: key 'stages[0].class_thresholds.red': input should be less than or equal to 1, "
      "got 1.5"),
+    ("segment_ends_before_it_starts", _toml(detector=DETECTOR + "\nlayer = 'logo'", extra=(
+        "[[stages]]\ntype = 'brand_exposure'\nbrands = [{name = 'red'}]\n"
+        "segments = [{name = 'first half', start_s = 5, end_s = 2}]\n")),
+     "vidinfer: error: pipe.toml: key 'stages[1].segments[0]': segment 'first half' ends (end_s = 2) before it starts "
+     "(start_s = 5); give an end_s after start_s"),
     ("model_input_does_not_fit", _toml(detector=DETECTOR + "\ninput_size = [320, 320]"),
      "vidinfer: error: pipe.toml: stage 'detect:objects': detector model 'detector.onnx' input 'images' is 640x640 "
      "(shape ['batch', 3, 640, 640]) but the configuration says input_size = [320, 320]; make them agree"),

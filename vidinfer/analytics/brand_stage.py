@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, NamedTuple, Optional, Sequence
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vidinfer.analytics.brands import Brand, BrandMatcher
-from vidinfer.analytics.exposure import ExposureAnalytics
+from vidinfer.analytics.exposure import ExposureAnalytics, Segment
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component, Options
 from vidinfer.detections import Attribute, Detections
@@ -41,7 +41,7 @@ from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.stages.read_text import READ
 from vidinfer.stages.track import StreamTrackers, TrackOptions
 
-__all__ = ["BrandExposure", "BrandSpec", "SOURCE_LABELS"]
+__all__ = ["BrandExposure", "BrandSpec", "SegmentSpec", "SOURCE_LABELS"]
 
 SOURCE_LABELS = ["logo", "text", "text-held"]
 LOGO, TEXT, TEXT_HELD = range(3)
@@ -67,6 +67,21 @@ class BrandSpec(Options):
     logo_classes: list[str] = Field(default_factory=list, description="logo classes that show this brand")
 
 
+class SegmentSpec(Options):
+    """A named span of stream time with figures of its own (a half, the replays of a match)."""
+
+    name: str = Field(min_length=1)
+    start_s: float = Field(ge=0, description="seconds from the stream's first analysed frame")
+    end_s: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentSpec:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"segment {self.name!r} ends (end_s = {self.end_s:g}) before it starts "
+                             f"(start_s = {self.start_s:g}); give an end_s after start_s")
+        return self
+
+
 class BrandExposure(Component):
     """Brand matching from logo classes and text, tracking, exposure figures, live messages, report.
 
@@ -82,6 +97,8 @@ class BrandExposure(Component):
         confirm_within_s: a partial read counts when a full read (or a logo) of the same tracked mark
             comes within this much stream time after it (the figures are measured this late).
         report_dir: where report.json and exposure.png go (None: no files; the report section stays).
+        segment_s: fixed windows of this many stream seconds with figures of their own (0: none).
+        segments: named spans of stream time with figures of their own (`SegmentSpec`).
         tracker: the brand rows' tracker (`TrackOptions`).
     """
 
@@ -102,12 +119,24 @@ class BrandExposure(Component):
         default=2.0, ge=0, le=60, description="a partial read (a fragment, a look-alike) counts when a full read "
         "of the same tracked mark comes within this time after it; 0: it only continues a mark already read in full")
     report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
+    segment_s: Annotated[float, why("a day; longer windows are the whole stream")] = Field(
+        default=0.0, ge=0, le=24 * HOUR_S, description="fixed windows with figures of their own (0: none)")
+    segments: list[SegmentSpec] = Field(default_factory=list)
     tracker: TrackOptions = Field(default_factory=TrackOptions)
 
     @field_validator("report_dir", mode="before")
     @classmethod
     def _no_files(cls, value: Any) -> Any:
         return None if value == "" else value  # TOML has no null: "" means no report files
+
+    @field_validator("segments")
+    @classmethod
+    def _unique_segments(cls, segments: list[SegmentSpec]) -> list[SegmentSpec]:
+        names = [seg.name for seg in segments]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"segment {name!r} is listed twice; give every segment its own name")
+        return segments
 
     @field_validator("brands")
     @classmethod
@@ -144,7 +173,8 @@ class BrandExposure(Component):
         # Per stream, the analysed frames not measured yet, oldest first (their rows, not their pixels).
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._analytics = ExposureAnalytics(self._matcher.names, self.publish_interval_s, self.min_track_frames,
-                                            self.reference_share, self.tracker.max_lost_s)
+                                            self.reference_share, self.tracker.max_lost_s, self.segment_s,
+                                            [Segment(g.name, g.start_s, g.end_s) for g in self.segments])
         for sid in ctx.stream_ids:  # the report lists streams in the pipeline's order
             self._analytics.stream(sid)
         if self.report_dir is not None:

@@ -20,21 +20,43 @@ Definitions (docs/brand-impact.md is the reference):
   ``step * min(1, share / reference_share) * position_weight``, position_weight 1.0 in the
   centre cell, 0.8 in edge-centre cells, 0.6 in corners. A brand filling at least
   ``reference_share`` of the screen in the centre for 10 s scores 10.
+* solus_s: the time in which the brand was the only brand on screen.
+* mean_clutter: the other brands on screen beside it, time-weighted over its visible time
+  (0: always alone; 1.5: one or two others as often).
+* size_s: visible time split by the brand's share of screen in that frame into SIZE_NAMES
+  buckets (< 1%, 1-2.5%, 2.5-5%, 5-10%, >= 10%); the buckets add up to visible_s.
+* share_of_voice: the brand's visible_s over all brands' visible_s in the same span (0 when no
+  brand was seen).
+* segments: the same figures for spans of stream time (fixed windows, named ranges); a frame's
+  time is split at a segment's edges, and an appearance belongs to the segment it starts in, so
+  windows that tile the stream add up to the whole.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from vidinfer.detections import Detections
 
-__all__ = ["StreamExposure", "ExposureAnalytics", "POSITION_WEIGHTS", "GRID_NAMES"]
+__all__ = ["StreamExposure", "ExposureAnalytics", "Figures", "Segment", "POSITION_WEIGHTS", "GRID_NAMES",
+           "SIZE_EDGES", "SIZE_NAMES"]
 
 POSITION_WEIGHTS = np.array([0.6, 0.8, 0.6, 0.8, 1.0, 0.8, 0.6, 0.8, 0.6])
 GRID_NAMES = ["top-left", "top", "top-right", "left", "centre", "right", "bottom-left", "bottom", "bottom-right"]
+#: Upper edges of the size buckets, as shares of the screen; SIZE_NAMES names the buckets.
+SIZE_EDGES = np.array([0.01, 0.025, 0.05, 0.10])
+SIZE_NAMES = ["<1%", "1-2.5%", "2.5-5%", "5-10%", ">=10%"]
+
+
+class Segment(NamedTuple):
+    """A named span of stream time, seconds from the stream's first analysed frame."""
+
+    name: str
+    start_s: float
+    end_s: float
 
 
 @dataclass
@@ -47,23 +69,89 @@ class _Frame:
     grid: np.ndarray  # (B, 9) area weights summing to 1 for visible brands
     confidence: np.ndarray  # (B,) max score
     prominence: np.ndarray  # (B,)
+    others: np.ndarray  # (B,) other brands on screen beside a visible one (0 where not visible)
+    size: np.ndarray  # (B, 5) one-hot size bucket of a visible brand
+
+
+class Figures:
+    """The figures of every brand over one span of stream time (a stream, a window, a segment):
+    sums of each analysed frame's values times the time it stands for in the span."""
+
+    def __init__(self, brands: int):
+        b = brands
+        self.duration_s = 0.0
+        self.visible_s, self.share_s, self.peak_share = np.zeros(b), np.zeros(b), np.zeros(b)
+        self.grid_s, self.confidence_s, self.score = np.zeros((b, 9)), np.zeros(b), np.zeros(b)
+        self.solus_s, self.clutter_s, self.size_s = np.zeros(b), np.zeros(b), np.zeros((b, len(SIZE_NAMES)))
+        self.appearances = np.zeros(b, np.int64)
+
+    def add(self, p: _Frame, dt: float) -> None:
+        self.duration_s += dt
+        self.visible_s += dt * p.visible
+        self.share_s += dt * p.share
+        self.peak_share = np.maximum(self.peak_share, p.share)
+        self.grid_s += dt * p.grid
+        self.confidence_s += dt * p.confidence
+        self.score += dt * p.prominence
+        self.solus_s += dt * (p.visible & (p.others == 0))
+        self.clutter_s += dt * p.others
+        self.size_s += dt * p.size
+
+    @classmethod
+    def merged(cls, parts: Sequence[Figures], brands: int) -> Figures:
+        """The figures of several spans together (streams side by side): sums, and the largest peak."""
+        out = cls(brands)
+        for f in parts:
+            for name in ("visible_s", "share_s", "grid_s", "confidence_s", "score", "solus_s", "clutter_s", "size_s",
+                         "appearances"):
+                getattr(out, name).__iadd__(getattr(f, name))
+            out.duration_s += f.duration_s
+            out.peak_share = np.maximum(out.peak_share, f.peak_share)
+        return out
+
+    def summary(self, names: Sequence[str], tracks: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per brand, the figures published and reported."""
+        everyone = float(self.visible_s.sum())
+        out = []
+        for i, name in enumerate(names):
+            vis = self.visible_s[i]
+            row: dict[str, Any] = {
+                "brand": name,
+                "visible_s": round(float(vis), 3),
+                "appearances": int(self.appearances[i]),
+            }
+            if tracks is not None:
+                row["tracks"] = int(tracks[i])
+            row.update({
+                "mean_share": round(float(self.share_s[i] / vis), 5) if vis else 0.0,
+                "peak_share": round(float(self.peak_share[i]), 5),
+                "grid_s": [round(float(g), 3) for g in self.grid_s[i]],
+                "main_position": GRID_NAMES[int(np.argmax(self.grid_s[i]))] if vis else None,
+                "mean_confidence": round(float(self.confidence_s[i] / vis), 4) if vis else 0.0,
+                "exposure_score": round(float(self.score[i]), 3),
+                "solus_s": round(float(self.solus_s[i]), 3),
+                "mean_clutter": round(float(self.clutter_s[i] / vis), 4) if vis else 0.0,
+                "size_s": {k: round(float(v), 3) for k, v in zip(SIZE_NAMES, self.size_s[i])},
+                "share_of_voice": round(float(vis) / everyone, 5) if everyone else 0.0,
+            })
+            out.append(row)
+        return out
 
 
 @dataclass
 class StreamExposure:
-    """Running exposure figures of every brand on one stream."""
+    """Running exposure figures of every brand on one stream.
+
+    ``segment_s`` > 0 adds fixed windows of that many seconds ("0-300 s", ...), ``segments`` named
+    spans; each gets the figures of the whole (:meth:`segment_summaries`)."""
 
     brands: list[str]
     min_track_frames: int = 2
     reference_share: float = 0.02
     max_gap_s: float = 1.0
-    visible_s: np.ndarray = field(init=False)
-    share_s: np.ndarray = field(init=False)  # integral of share over time
-    peak_share: np.ndarray = field(init=False)
-    grid_s: np.ndarray = field(init=False)
-    confidence_s: np.ndarray = field(init=False)
-    score: np.ndarray = field(init=False)
-    duration_s: float = 0.0
+    segment_s: float = 0.0
+    segments: Sequence[Segment] = ()
+    total: Figures = field(init=False)
     frames: int = 0
     # Per brand, the stream-time spans (start_s, end_s) in which it was on screen; touching spans
     # merge, so memory grows with appearances, not with running time.
@@ -71,19 +159,28 @@ class StreamExposure:
 
     def __post_init__(self) -> None:
         b = len(self.brands)
-        self.visible_s, self.share_s, self.peak_share = np.zeros(b), np.zeros(b), np.zeros(b)
-        self.grid_s, self.confidence_s, self.score = np.zeros((b, 9)), np.zeros(b), np.zeros(b)
+        self.total = Figures(b)
+        self._windows: dict[int, Figures] = {}
+        self._named = [Figures(b) for _ in self.segments]
         self._track_frames: list[dict[int, int]] = [dict() for _ in range(b)]
         self._pending: _Frame | None = None
-        # The brand's current on-screen occurrence: when it was last seen, in how many analysed
-        # frames, whether it is counted yet, and whether a cut with the brand on one side ended it.
+        # The brand's current on-screen occurrence: when it started and was last seen, in how many
+        # analysed frames, and whether a cut with the brand on one side ended it.
         self._last_seen = np.full(b, -1, np.int64)
+        self._run_start = np.zeros(b, np.int64)
         self._run_frames = np.zeros(b, np.int64)
-        self._appearances = np.zeros(b, np.int64)
         self._was_visible = np.zeros(b, bool)
         self._steps: list[int] = []  # recent steps between analysed frames, for the usual step
         self._t0: int | None = None
         self.spans = [[] for _ in range(b)]
+
+    @property
+    def duration_s(self) -> float:
+        return self.total.duration_s
+
+    @property
+    def visible_s(self) -> np.ndarray:
+        return self.total.visible_s
 
     def add(self, pts_ns: int, width: int, height: int, det: Detections, cut: bool = False) -> None:
         """Account one analysed frame whose rows' class_id are brand indices; ``cut``: it starts a
@@ -111,10 +208,37 @@ class StreamExposure:
             self._last_seen[~(self._was_visible & visible)] = -1  # the occurrence ended at the cut
         new = visible & ~went_on
         self._run_frames[new] = 0
+        self._run_start[new] = pts_ns
         self._run_frames[visible] += 1
-        self._appearances += visible & (self._run_frames == self.min_track_frames)
+        counted = visible & (self._run_frames == self.min_track_frames)
+        if counted.any():
+            self.total.appearances += counted
+            for starts in np.unique(self._run_start[counted]):
+                at = (starts - (self._t0 or 0)) / 1e9
+                for fig, _ in self._spans_of(at, 0.0):
+                    fig.appearances += counted & (self._run_start == starts)
         self._last_seen[visible] = pts_ns
         self._was_visible = visible
+
+    def _spans_of(self, start: float, dt: float) -> list[tuple[Figures, float]]:
+        """The segments that the stream time [start, start + dt) falls in (the instant ``start`` when
+        dt is 0), each with the length of the overlap."""
+        out = []
+        if self.segment_s > 0:
+            first = int(start // self.segment_s)
+            last = int((start + dt) // self.segment_s) if dt > 0 else first
+            for k in range(first, last + 1):
+                a, b = max(start, k * self.segment_s), min(start + dt, (k + 1) * self.segment_s)
+                if b > a or (dt == 0 and a == start):
+                    fig = self._windows.get(k)
+                    if fig is None:
+                        fig = self._windows[k] = Figures(len(self.brands))
+                    out.append((fig, max(0.0, b - a)))
+        for fig, seg in zip(self._named, self.segments):
+            a, b = max(start, seg.start_s), min(start + dt, seg.end_s)
+            if b > a or (dt == 0 and seg.start_s <= start < seg.end_s):
+                out.append((fig, max(0.0, b - a)))
+        return out
 
     def discontinuity(self) -> None:
         """The stream jumped (loop, reconnect): the pending frame gets the usual step, not the jump."""
@@ -140,14 +264,11 @@ class StreamExposure:
         p = self._pending
         assert p is not None
         dt = step_ns / 1e9
-        self.duration_s += dt
-        self.visible_s += dt * p.visible
-        self.share_s += dt * p.share
-        self.peak_share = np.maximum(self.peak_share, p.share)
-        self.grid_s += dt * p.grid
-        self.confidence_s += dt * p.confidence
-        self.score += dt * p.prominence
+        self.total.add(p, dt)
         start = (p.pts_ns - (self._t0 or 0)) / 1e9
+        if dt > 0:
+            for fig, part in self._spans_of(start, dt):
+                fig.add(p, part)
         for i in np.flatnonzero(p.visible):
             spans = self.spans[i]
             if spans and abs(spans[-1][1] - start) < 1e-6:
@@ -171,11 +292,14 @@ class StreamExposure:
         np.maximum.at(confidence, det.class_id, det.score.astype(np.float64))
         position = grid @ POSITION_WEIGHTS
         prominence = np.minimum(1.0, share / self.reference_share) * position
-        return _Frame(pts_ns, visible, share, grid, confidence, prominence)
+        others = np.where(visible, visible.sum() - 1, 0)
+        size = np.zeros((b, len(SIZE_NAMES)))
+        size[np.flatnonzero(visible), np.searchsorted(SIZE_EDGES, share[visible], side="right")] = 1.0
+        return _Frame(pts_ns, visible, share, grid, confidence, prominence, others, size)
 
     def appearances(self) -> np.ndarray:
         """Per brand, its on-screen occurrences (see the module's definitions)."""
-        return self._appearances.copy()
+        return self.total.appearances.copy()
 
     def tracks(self) -> np.ndarray:
         """Per brand, the tracks seen in at least ``min_track_frames`` analysed frames."""
@@ -183,23 +307,20 @@ class StreamExposure:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per brand, the figures published and reported."""
-        apps, tracks = self.appearances(), self.tracks()
-        out = []
-        for i, name in enumerate(self.brands):
-            vis = self.visible_s[i]
-            out.append({
-                "brand": name,
-                "visible_s": round(float(vis), 3),
-                "appearances": int(apps[i]),
-                "tracks": int(tracks[i]),
-                "mean_share": round(float(self.share_s[i] / vis), 5) if vis else 0.0,
-                "peak_share": round(float(self.peak_share[i]), 5),
-                "grid_s": [round(float(g), 3) for g in self.grid_s[i]],
-                "main_position": GRID_NAMES[int(np.argmax(self.grid_s[i]))] if vis else None,
-                "mean_confidence": round(float(self.confidence_s[i] / vis), 4) if vis else 0.0,
-                "exposure_score": round(float(self.score[i]), 3),
-            })
-        return out
+        return self.total.summary(self.brands, self.tracks())
+
+    def segment_figures(self) -> list[tuple[Segment, Figures]]:
+        """Every segment with figures: the fixed windows in time order (the stream's so far), then
+        the named segments."""
+        out = [(Segment(f"{k * self.segment_s:g}-{(k + 1) * self.segment_s:g} s", k * self.segment_s,
+                        (k + 1) * self.segment_s), self._windows[k]) for k in sorted(self._windows)]
+        return out + list(zip(self.segments, self._named))
+
+    def segment_summaries(self) -> list[dict[str, Any]]:
+        """Per segment, its span and the figures of every brand in it."""
+        return [{"segment": seg.name, "start_s": seg.start_s, "end_s": seg.end_s,
+                 "duration_s": round(fig.duration_s, 3), "brands": fig.summary(self.brands)}
+                for seg, fig in self.segment_figures()]
 
 
 class ExposureAnalytics:
@@ -208,12 +329,16 @@ class ExposureAnalytics:
     Args:
         brands: brand names; detections' class_id index into them.
         publish_interval_s: stream time between live updates of a stream (0: only at the end).
+        segment_s, segments: fixed windows and named spans with figures of their own (the final
+            update and the report list them).
     """
 
     def __init__(self, brands: Sequence[str], publish_interval_s: float = 5.0, min_track_frames: int = 2,
-                 reference_share: float = 0.02, max_gap_s: float = 1.0):
+                 reference_share: float = 0.02, max_gap_s: float = 1.0, segment_s: float = 0.0,
+                 segments: Sequence[Segment] = ()):
         self.brands = list(brands)
         self.max_gap_s = max_gap_s
+        self.segment_s, self.segments = segment_s, tuple(segments)
         self.publish_interval_ns = int(publish_interval_s * 1e9)
         self.min_track_frames = min_track_frames
         self.reference_share = reference_share
@@ -224,7 +349,7 @@ class ExposureAnalytics:
         exp = self.streams.get(stream_id)
         if exp is None:
             exp = self.streams[stream_id] = StreamExposure(self.brands, self.min_track_frames, self.reference_share,
-                                                                   self.max_gap_s)
+                                                           self.max_gap_s, self.segment_s, self.segments)
         return exp
 
     def add(self, stream_id: str, pts_ns: int, width: int, height: int, det: Detections,
@@ -251,5 +376,8 @@ class ExposureAnalytics:
 
     def body(self, stream_id: str, pts_ns: int | None, final: bool) -> dict[str, Any]:
         exp = self.stream(stream_id)
-        return {"stream_id": stream_id, "pts_ns": pts_ns, "final": final,
+        body = {"stream_id": stream_id, "pts_ns": pts_ns, "final": final,
                 "duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary()}
+        if final and (self.segment_s > 0 or self.segments):
+            body["segments"] = exp.segment_summaries()
+        return body

@@ -7,35 +7,43 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vidinfer.analytics.exposure import ExposureAnalytics
+import numpy as np
+
+from vidinfer.analytics.exposure import ExposureAnalytics, Figures
 from vidinfer.atomic import write_atomically
 
 __all__ = ["build_report", "write_report", "exposure_table"]
 
 
 def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
-    """Per stream and brand figures, plus totals per brand over all streams."""
+    """Per stream and brand figures, totals per brand over all streams, and per segment when the
+    stage has segments (each stream's, and over all streams)."""
+    names = analytics.brands
     streams: dict[str, dict[str, Any]] = {}
     for sid, exp in analytics.streams.items():
         streams[sid] = {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary(),
                         "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
-                                        for i, name in enumerate(analytics.brands)}}
-    totals = []
-    for i, name in enumerate(analytics.brands):
-        rows = [s["brands"][i] for s in streams.values()]
-        vis = sum(r["visible_s"] for r in rows)
-        totals.append({
-            "brand": name,
-            "visible_s": round(vis, 3),
-            "appearances": sum(r["appearances"] for r in rows),
-            "tracks": sum(r["tracks"] for r in rows),
-            "streams": sum(1 for r in rows if r["visible_s"] > 0),
-            "peak_share": max((r["peak_share"] for r in rows), default=0.0),
-            "mean_share": round(sum(r["mean_share"] * r["visible_s"] for r in rows) / vis, 5) if vis else 0.0,
-            "exposure_score": round(sum(r["exposure_score"] for r in rows), 3),
-        })
-    return {"pipeline": pipeline, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "streams": streams, "totals": totals}
+                                        for i, name in enumerate(names)}}
+        if analytics.segment_s > 0 or analytics.segments:
+            streams[sid]["segments"] = exp.segment_summaries()
+    exps = list(analytics.streams.values())
+    whole = Figures.merged([e.total for e in exps], len(names))
+    tracks = np.sum([e.tracks() for e in exps], axis=0) if exps else np.zeros(len(names), np.int64)
+    totals = whole.summary(names, tracks)
+    for i, row in enumerate(totals):
+        row["streams"] = sum(1 for e in exps if e.visible_s[i] > 0)
+    report: dict[str, Any] = {"pipeline": pipeline,
+                              "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                              "streams": streams, "totals": totals}
+    if analytics.segment_s > 0 or analytics.segments:
+        by_name: dict[tuple[str, float, float], list[Figures]] = {}
+        for e in exps:
+            for seg, fig in e.segment_figures():
+                by_name.setdefault((seg.name, seg.start_s, seg.end_s), []).append(fig)
+        report["segments"] = [{"segment": n, "start_s": a, "end_s": b,
+                               "brands": Figures.merged(figs, len(names)).summary(names)}
+                              for (n, a, b), figs in sorted(by_name.items(), key=lambda kv: (kv[0][1], kv[0][2]))]
+    return report
 
 
 def exposure_table(report: dict[str, Any]) -> Any:
@@ -44,6 +52,7 @@ def exposure_table(report: dict[str, Any]) -> Any:
 
     table = Table(title=f"Brand exposure: {report['pipeline']}")
     for col, justify in [("stream", "left"), ("brand", "left"), ("visible s", "right"), ("appearances", "right"),
+                         ("solus s", "right"), ("voice", "right"),
                          ("mean share", "right"), ("peak share", "right"), ("position", "left"),
                          ("confidence", "right"), ("score", "right")]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -51,7 +60,8 @@ def exposure_table(report: dict[str, Any]) -> Any:
         for b in s["brands"]:
             if b["visible_s"] <= 0:
                 continue
-            table.add_row(sid, b["brand"], f"{b['visible_s']:.1f}", str(b["appearances"]),
+            table.add_row(sid, b["brand"], f"{b['visible_s']:.1f}", str(b["appearances"]), f"{b['solus_s']:.1f}",
+                          f"{100 * b['share_of_voice']:.0f}%",
                           f"{100 * b['mean_share']:.2f}%", f"{100 * b['peak_share']:.2f}%",
                           b["main_position"] or "", f"{b['mean_confidence']:.2f}", f"{b['exposure_score']:.1f}")
     return table
