@@ -113,9 +113,32 @@ def test_a_gap_in_the_stream_is_not_counted_as_visible():
     a = ExposureAnalytics(BRANDS)
     for i in range(10):
         a.add("s", i * 40_000_000, W, H, volta())
-    a.add("s", 60 * 1_000_000_000, W, H, volta())  # a minute later (e.g. after a reconnect)
+    for t in (60_000_000_000, 60_040_000_000):  # a minute later (e.g. after a reconnect)
+        a.add("s", t, W, H, volta())
     # The frame before the gap counts for at most twice the usual step, not the minute.
-    assert a.finish("s")["brands"][0]["visible_s"] == pytest.approx(9 * 0.04 + 2 * 0.04 + 0.04)
+    assert a.finish("s")["brands"][0]["visible_s"] == pytest.approx(9 * 0.04 + 2 * 0.04 + 2 * 0.04)
+
+
+def test_blips_count_no_time_and_an_occurrence_counts_from_its_first_frame(tmp_path):
+    # At 5 analysed frames a second, min_track_frames 2: lone sights 1 s apart are blips (no time, no
+    # appearance, no interval); sights 0.8 s apart are one occurrence whose time counts from its
+    # first frame, held until the second.
+    a = ExposureAnalytics(BRANDS, segment_s=1.0)
+    orbis = Detections([(0, 0, 96, 54)], [0.9], [1], [9])
+    pattern = "x.....x....x" + "." * 8 + "x"
+    for i, c in enumerate(pattern):
+        rows = [volta(), orbis] if c == "x" else [orbis]
+        a.add("s", i * 200_000_000, W, H, Detections(*(np.concatenate([getattr(r, k) for r in rows])
+                                                       for k in ("xyxy", "score", "class_id", "track_id"))))
+    body = a.finish("s")
+    v, o = body["brands"]
+    assert v["appearances"] == 1 and v["visible_s"] == pytest.approx(0.4)  # frames 6 and 11, 0.2 s each
+    assert v["solus_s"] == 0 and o["visible_s"] == pytest.approx(4.2) and o["appearances"] == 1
+    assert o["solus_s"] == pytest.approx(4.2 - 4 * 0.2)  # a blip on screen beside it is still on screen
+    assert [g["brands"][0]["visible_s"] for g in body["segments"]] == pytest.approx([0, 0.2, 0.2, 0, 0])
+    report, _ = write_report(a, "t", tmp_path)
+    assert report["streams"]["s"]["intervals_s"]["VOLTA"] == [[1.2, 1.4], [2.2, 2.4]]
+    assert report["streams"]["s"]["appearances_s"] == {"VOLTA": [[1.2, 2.4]], "ORBIS": [[0.0, 4.2]]}
 
 
 def test_live_updates_at_the_interval_and_a_final_one():
@@ -134,10 +157,11 @@ def test_report_files(tmp_path):
             a.add(sid, i * 40_000_000, W, H, volta())
         a.finish(sid)
     report, files = write_report(a, "test", tmp_path)
-    assert [f.name for f in files] == ["report.json", "exposure.png"]
+    assert [f.name for f in files] == ["report.json", "appearances.csv", "exposure.png"]
     assert json.loads(files[0].read_text()) == report
     assert report["totals"][0]["visible_s"] == pytest.approx(2.0) and report["totals"][0]["streams"] == 2
-    assert files[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert files[1].read_text().splitlines()[1:] == ["cam-1,VOLTA,0.000,1.000,1.000", "cam-2,VOLTA,0.000,1.000,1.000"]
+    assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fragments_of_half_a_name_or_more_are_partial_reads_shorter_ones_nothing():
@@ -299,6 +323,10 @@ def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
     spans = report["streams"]["s"]["intervals_s"]["VOLTA"]
     assert spans == [[0.0, 1.0], [2.0, 3.0]]
     assert report["streams"]["s"]["intervals_s"]["ORBIS"] == []
+    # One appearance per on-screen interval here: the 1 s gap is not shorter than max_gap_s.
+    assert report["streams"]["s"]["appearances_s"] == {"VOLTA": [[0.0, 1.0], [2.0, 3.0]], "ORBIS": []}
+    assert (tmp_path / "appearances.csv").read_text().splitlines() == [
+        "stream,brand,start_s,end_s,duration_s", "s,VOLTA,0.000,1.000,1.000", "s,VOLTA,2.000,3.000,1.000"]
 
 
 def _text_pipeline(lines_by_frame, confirm_within_s=2.0):

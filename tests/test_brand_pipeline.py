@@ -79,10 +79,13 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
             assert b["visible_s"] == pytest.approx(seconds[c], rel=0.1 if sample_fps else 0.01)
             assert b["tracks"] == objects[c], (sid, b)
             assert b["appearances"] == appearances[c], (sid, b)
+            if b["visible_s"]:  # rendered shapes, measured on the decoded frames: sharp
+                assert b["mean_clarity"] >= 0.7 and 0 < b["quality_s"] <= b["visible_s"], (sid, b)
         live = [m for m in messages if m.topic == f"brand.{sid}." and not m.body["final"]]
         assert [m.body["pts_ns"] for m in live] == [1_000_000_000, 2_000_000_000, 3_000_000_000]
     # Detections are in brand space, tracked, with their source.
     det = next(m for m in messages if m.kind == "detections")
     assert det.body["track_id"] is not None and (det.body["track_id"] > 0).all()
     assert (det.body["attributes"]["source"][0] == 0).all()
-    assert [p.rsplit("/", 1)[-1] for p in report.report_files] == ["report.json", "exposure.png"]
+    assert [p.rsplit("/", 1)[-1] for p in report.report_files] == ["report.json", "appearances.csv",
+                                                                   "exposure.png"]

@@ -75,9 +75,7 @@ FILE_SUITE_CLIPS = ("real_rotated",)  # the file settings read 2.5x more text: o
 # Where the shipped models miss the targets today, measured (issue 13's note): the logo detector's
 # ORBIS class fires on lit facades and other real textures (models/logos/README.md). Asserted as
 # misses, so that a fix shows up as a failure here and this list is brought up to date.
-KNOWN_MISSES = {  # (settings, clip, brand), measured with the committed logo detector (3.3 false a minute)
-    ("live", "real_decoys", "ORBIS"): "the logo detector sees ORBIS in the decoy clip's backgrounds (+26%)",
-    ("live", "real_photo_signs", "NORDIC AIR"): "the logo detector sees a NORDIC AIR mark in a photo (+21%)",
+KNOWN_MISSES = {  # (settings, clip, brand), measured with the committed logo detector (0.66 false a minute)
     ("live", "real_nobrand_photos", "ORBIS"): "the logo detector sees ORBIS in held-out photographs (1.9 s)",
 }
 

@@ -90,6 +90,11 @@ BAD_PIPELINES = [
         "segments = [{name = 'first half', start_s = 5, end_s = 2}]\n")),
      "vidinfer: error: pipe.toml: key 'stages[1].segments[0]': segment 'first half' ends (end_s = 2) before it starts "
      "(start_s = 5); give an end_s after start_s"),
+    ("priced_segment_without_rate_card", _toml(detector=DETECTOR + "\nlayer = 'logo'", extra=(
+        "[[stages]]\ntype = 'brand_exposure'\nbrands = [{name = 'red'}]\n"
+        "segments = [{name = 'prime', start_s = 0, end_s = 2, per_30s = 500}]\n")),
+     "vidinfer: error: pipe.toml: key 'stages[1]': segment 'prime' has a price (per_30s) but there is no rate_card to "
+     "name its currency; add rate_card = { currency = \"EUR\", per_30s = ... }"),
     ("model_input_does_not_fit", _toml(detector=DETECTOR + "\ninput_size = [320, 320]"),
      "vidinfer: error: pipe.toml: stage 'detect:objects': detector model 'detector.onnx' input 'images' is 640x640 "
      "(shape ['batch', 3, 640, 640]) but the configuration says input_size = [320, 320]; make them agree"),

@@ -14,8 +14,9 @@ video, and pans / zooms over the held-out photographs), each frame a 1280 x 720 
 letterboxed into the model input (rendered straight at the letterbox size, 640 x 360, as an area
 downscale would).  The detector runs at the pipeline's settings (per-class score thresholds, NMS
 IoU 0.5), vidinfer's ByteTracker with the pipeline's settings follows the boxes, and every track
-seen in >= 2 analysed frames (brand_exposure's ``min_track_frames``) is one false appearance;
-reported per minute of footage, analysing 5 frames/s and every frame.
+seen in >= 2 analysed frames (brand_exposure's ``min_track_frames``), counted from 2 s before
+its first detection at ``--confirm-score`` (brand_exposure's ``logo_confirm_score``, 0.6) on, is one
+false appearance; reported per minute of footage, analysing 5 frames/s and every frame.
 
 mAP is VOC-style: per class, detections sorted by score are matched greedily to
 unmatched ground-truth boxes of that class at IoU >= 0.5, the precision curve is
@@ -52,6 +53,8 @@ FOOTAGE_SRC = (1280, 720)
 FOOTAGE_FPS = 25
 #: The pipeline's analysis rate (pipelines/brand_impact.toml: sample_fps = 5).
 ANALYSIS_FPS = 5
+#: brand_exposure's default logo_confirm_score: a track counts only once a detection of it reaches this.
+PIPELINE_CONFIRM = 0.6
 
 
 def load_model(path: str | Path = DEFAULT_MODEL, threads: int = 2, conf: float = 0.01):
@@ -214,38 +217,43 @@ def footage_detections(clips: Sequence[tuple[str, int, Any]], model: str | Path 
 
 def false_appearances(dets: Sequence[Sequence[Any]], num_classes: int, thresholds: Sequence[float] | float = 0.5,
                       step: int = 1, fps: float = FOOTAGE_FPS, min_track_frames: int = 2,
-                      max_lost_s: float = 1.0) -> tuple[np.ndarray, float]:
+                      max_lost_s: float = 1.0, confirm_score: float = 0.0,
+                      confirm_within_s: float = 2.0) -> tuple[np.ndarray, float]:
     """(false appearances per class, minutes of footage): detections of every ``step``-th frame kept at their
     class's threshold, tracked per clip by ByteTracker (pipeline defaults, ``max_lost_s`` as in
-    brand_impact.toml); a track seen in >= ``min_track_frames`` analysed frames is one appearance."""
+    brand_impact.toml); a track counts from ``confirm_within_s`` before its first detection at
+    ``confirm_score`` (brand_exposure's ``logo_confirm_score``) on, and one seen in >= ``min_track_frames``
+    analysed frames of that is one appearance."""
     thr = np.broadcast_to(np.asarray(thresholds, np.float32), (num_classes,))
     counts = np.zeros(num_classes, np.int64)
     frames = 0
     for clip in dets:
         trk = ByteTracker(max_lost_s=max_lost_s)
-        hits: dict[int, int] = {}
+        seen: dict[int, list[tuple[float, float]]] = {}  # track -> (time, score) of each analysed frame
         cls_of: dict[int, int] = {}
         for i in range(0, len(clip), step):
             d = clip[i]
             keep = d.score >= thr[d.class_id]
             d = Detections(d.xyxy[keep], d.score[keep], d.class_id[keep])
             ids = trk.update(d, int(round(i / fps * 1e9)))
-            for tid, c in zip(ids[ids >= 0].tolist(), d.class_id[ids >= 0].tolist()):
-                hits[tid] = hits.get(tid, 0) + 1
+            on = ids >= 0
+            for tid, c, sc in zip(ids[on].tolist(), d.class_id[on].tolist(), d.score[on].tolist()):
+                seen.setdefault(tid, []).append((i / fps, sc))
                 cls_of[tid] = c
-        for tid, n in hits.items():
-            if n >= min_track_frames:
+        for tid, sights in seen.items():
+            firm = [t for t, sc in sights if sc >= confirm_score]
+            if firm and sum(t >= firm[0] - confirm_within_s for t, _ in sights) >= min_track_frames:
                 counts[cls_of[tid]] += 1
         frames += len(clip)
     return counts, frames / fps / 60.0
 
 
 def footage_report(dets: Sequence[Sequence[Any]], classes: Sequence[str],
-                   thresholds: Sequence[float] | float = 0.5) -> dict[str, Any]:
+                   thresholds: Sequence[float] | float = 0.5, confirm_score: float = 0.0) -> dict[str, Any]:
     """False appearances per minute, per class and in all, at 5 analysed frames/s and every frame."""
-    res: dict[str, Any] = {}
+    res: dict[str, Any] = {"confirm_score": confirm_score}
     for key, step in (("5fps", FOOTAGE_FPS // ANALYSIS_FPS), ("every_frame", 1)):
-        counts, minutes = false_appearances(dets, len(classes), thresholds, step)
+        counts, minutes = false_appearances(dets, len(classes), thresholds, step, confirm_score=confirm_score)
         res[key] = {"per_min": round(float(counts.sum()) / minutes, 3), "count": int(counts.sum()),
                     "per_class_per_min": {c: round(float(n) / minutes, 3) for c, n in zip(classes, counts)}}
         res["minutes"] = round(minutes, 3)
@@ -315,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-seconds", type=float, default=20.0, help="footage: seconds over each photo")
     ap.add_argument("--thresholds", help="footage: per-class score thresholds, comma-separated (default --conf)")
     ap.add_argument("--compare", action="append", default=[], help="footage: another model to report too")
+    ap.add_argument("--confirm-score", type=float, default=PIPELINE_CONFIRM,
+                    help="footage: the score that confirms a mark (brand_exposure's logo_confirm_score)")
     args = ap.parse_args(argv)
     if args.footage:
         clips = no_brand_footage(args.photo_seconds)
@@ -322,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in [args.model, *args.compare]:
             _, adapter, _ = load_model(model)
             dets = footage_detections(clips, model, threads=args.threads)
-            rep = footage_report(dets, adapter.classes, thr)
+            rep = footage_report(dets, adapter.classes, thr, args.confirm_score)
             rep["model"] = str(model)
             rep["max_score"] = dict(zip(adapter.classes, np.round(max_scores(dets, len(adapter.classes)), 3).tolist()))
             print(json.dumps(rep, indent=1))

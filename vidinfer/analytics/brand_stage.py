@@ -9,14 +9,17 @@ tracker per stream, reset at cuts), with the attribute ``source`` saying where a
 shot, moved with the camera). Logo classes that map to no brand and text that matches none are
 left out. A line is a full read of a brand (the whole name) or a partial one (a fragment, a
 look-alike; `vidinfer.analytics.brands`): a partial read counts only for a tracked mark that a full
-read or a logo confirms, so it never starts a brand. The figures of a frame are measured
-``confirm_within_s`` late, so that a confirmation just after a partial read still counts it.
+read or a logo confirms, so it never starts a brand. A logo is full at ``logo_confirm_score`` or
+above and partial below it, as ByteTrack starts tracks only from detections 0.1 above its
+association threshold: a mark that the detector only half believes in never starts a brand. The
+figures of a frame are measured ``confirm_within_s`` late, so that a confirmation just after a
+partial read still counts it.
 
 Every confirmed row is measured (`vidinfer.analytics.exposure`): visible seconds,
 appearances, share of screen, position, exposure score, per stream and brand; the stage emits a
 ``brand_exposure`` message per stream every ``publish_interval_s`` of stream time and a final one
 when the stream ends, and at the end of the run adds the ``brand_impact`` section to the run
-report (and writes report.json and exposure.png to ``report_dir``).
+report (and writes report.json, appearances.csv and exposure.png to ``report_dir``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from vidinfer.analytics.brands import Brand, BrandMatcher
+from vidinfer.analytics.clarity import box_sharpness
 from vidinfer.analytics.exposure import ExposureAnalytics, Segment
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component, Options
@@ -41,7 +45,7 @@ from vidinfer.stages.detect import LAYER_NAME
 from vidinfer.stages.read_text import READ
 from vidinfer.stages.track import StreamTrackers, TrackOptions
 
-__all__ = ["BrandExposure", "BrandSpec", "SegmentSpec", "SOURCE_LABELS"]
+__all__ = ["BrandExposure", "BrandSpec", "RateCard", "SegmentSpec", "SOURCE_LABELS"]
 
 SOURCE_LABELS = ["logo", "text", "text-held"]
 LOGO, TEXT, TEXT_HELD = range(3)
@@ -57,6 +61,7 @@ class _Waiting(NamedTuple):
     cut: bool
     rows: Detections
     full: np.ndarray
+    clarity: np.ndarray  # per row, 0-1
 
 
 class BrandSpec(Options):
@@ -67,12 +72,20 @@ class BrandSpec(Options):
     logo_classes: list[str] = Field(default_factory=list, description="logo classes that show this brand")
 
 
+class RateCard(Options):
+    """What exposure costs to buy: media_value = quality-weighted seconds x per_30s / 30."""
+
+    currency: str = Field(min_length=1, description="ISO 4217 code or symbol, as reports show it")
+    per_30s: float = Field(ge=0, description="the price of 30 s of full exposure")
+
+
 class SegmentSpec(Options):
     """A named span of stream time with figures of its own (a half, the replays of a match)."""
 
     name: str = Field(min_length=1)
     start_s: float = Field(ge=0, description="seconds from the stream's first analysed frame")
     end_s: float = Field(gt=0)
+    per_30s: Optional[float] = Field(default=None, ge=0, description="the rate card's price here (a daypart)")
 
     @model_validator(mode="after")
     def _ordered(self) -> SegmentSpec:
@@ -94,10 +107,15 @@ class BrandExposure(Component):
         publish_interval_s: stream seconds between live ``brand_exposure`` messages (0: only the final one).
         min_track_frames: analysed frames a track needs to count as an appearance.
         reference_share: share of the screen at which the exposure score counts fully.
+        logo_confirm_score: a logo at this score or above confirms its brand's tracked mark; below,
+            it only continues a mark confirmed (as a partial read does).
         confirm_within_s: a partial read counts when a full read (or a logo) of the same tracked mark
             comes within this much stream time after it (the figures are measured this late).
-        report_dir: where report.json and exposure.png go (None: no files; the report section stays).
+        report_dir: where report.json, appearances.csv and exposure.png go (None: no files; the report
+            section stays).
         segment_s: fixed windows of this many stream seconds with figures of their own (0: none).
+        rate_card: the price of exposure, for media_value (`RateCard`; None: no media value).
+        measure_clarity: measure each box's sharpness on the frame (host pixels); False: clarity 1.
         segments: named spans of stream time with figures of their own (`SegmentSpec`).
         tracker: the brand rows' tracker (`TrackOptions`).
     """
@@ -115,19 +133,31 @@ class BrandExposure(Component):
     min_track_frames: Annotated[int, why("an hour of frames at 25 fps is 90000")] = Field(default=2, ge=1,
                                                                                            le=100_000)
     reference_share: float = Field(default=0.02, gt=0, le=1)
+    logo_confirm_score: float = Field(default=0.6, ge=0, le=1, description="a logo's score that confirms its mark")
     confirm_within_s: Annotated[float, why("a minute; the figures wait this long for a mark's full read")] = Field(
         default=2.0, ge=0, le=60, description="a partial read (a fragment, a look-alike) counts when a full read "
         "of the same tracked mark comes within this time after it; 0: it only continues a mark already read in full")
-    report_dir: Optional[Path] = Field(default=Path("vidinfer-report"), description="report.json and exposure.png")
+    report_dir: Optional[Path] = Field(default=Path("vidinfer-report"),
+                                     description="report.json, appearances.csv and exposure.png")
     segment_s: Annotated[float, why("a day; longer windows are the whole stream")] = Field(
         default=0.0, ge=0, le=24 * HOUR_S, description="fixed windows with figures of their own (0: none)")
     segments: list[SegmentSpec] = Field(default_factory=list)
+    rate_card: Optional[RateCard] = None
+    measure_clarity: bool = True
     tracker: TrackOptions = Field(default_factory=TrackOptions)
 
     @field_validator("report_dir", mode="before")
     @classmethod
     def _no_files(cls, value: Any) -> Any:
         return None if value == "" else value  # TOML has no null: "" means no report files
+
+    @model_validator(mode="after")
+    def _priced_segments(self) -> BrandExposure:
+        priced = [g.name for g in self.segments if g.per_30s is not None]
+        if priced and self.rate_card is None:
+            raise ValueError(f"segment {priced[0]!r} has a price (per_30s) but there is no rate_card to name its "
+                             "currency; add rate_card = { currency = \"EUR\", per_30s = ... }")
+        return self
 
     @field_validator("segments")
     @classmethod
@@ -150,8 +180,9 @@ class BrandExposure(Component):
 
     @property
     def pixels(self) -> Pixels:
-        # The tracker's cut detection compares thumbnails (host pixels); matching reads rows only.
-        return Pixels.HOST if self.tracker.detect_cuts else Pixels.NONE
+        # The tracker's cut detection compares thumbnails and clarity reads the boxes' pixels (host
+        # pixels); matching reads rows only.
+        return Pixels.HOST if self.tracker.detect_cuts or self.measure_clarity else Pixels.NONE
 
     # -- the stage --
     def open(self, ctx: StageContext) -> None:
@@ -174,7 +205,8 @@ class BrandExposure(Component):
         self._waiting: dict[str, deque[_Waiting]] = {}
         self._analytics = ExposureAnalytics(self._matcher.names, self.publish_interval_s, self.min_track_frames,
                                             self.reference_share, self.tracker.max_lost_s, self.segment_s,
-                                            [Segment(g.name, g.start_s, g.end_s) for g in self.segments])
+                                            [Segment(g.name, g.start_s, g.end_s, g.per_30s) for g in self.segments],
+                                            (card.currency, card.per_30s) if (card := self.rate_card) else None)
         for sid in ctx.stream_ids:  # the report lists streams in the pipeline's order
             self._analytics.stream(sid)
         if self.report_dir is not None:
@@ -206,7 +238,8 @@ class BrandExposure(Component):
             layer.append(rows if confirmed.all() else rows[confirmed])
             cut = self._cuts is not None and self._cuts.is_cut(frame)
             self._waiting.setdefault(frame.stream_id, deque()).append(
-                _Waiting(frame.pts_ns, frame.width, frame.height, frame.discontinuity, cut, rows, full))
+                _Waiting(frame.pts_ns, frame.width, frame.height, frame.discontinuity, cut, rows, full,
+                         self._clarity(frame, rows)))
             self._measure(frame.stream_id, frame.pts_ns - self._confirm_ns)
         batch[self.layer] = layer
 
@@ -228,8 +261,9 @@ class BrandExposure(Component):
         while waiting and (until_ns is None or waiting[0].pts_ns <= until_ns):
             w = waiting.popleft()
             keep = self._confirm(stream_id, w.rows.track_id, w.full)
-            det = w.rows if keep.all() else w.rows[keep]
-            update = self._analytics.add(stream_id, w.pts_ns, w.width, w.height, det, w.discontinuity, w.cut)
+            det, clarity = (w.rows, w.clarity) if keep.all() else (w.rows[keep], w.clarity[keep])
+            update = self._analytics.add(stream_id, w.pts_ns, w.width, w.height, det, w.discontinuity, w.cut,
+                                         clarity)
             if update is not None:
                 self._ctx.emit("brand_exposure", stream_id, update, retain=True)
 
@@ -261,10 +295,21 @@ class BrandExposure(Component):
             report = build_report(self._analytics, ctx.pipeline_name)
         ctx.report("brand_impact", report, files, summary=exposure_table(report))
 
+    def _clarity(self, frame: Any, rows: Detections) -> np.ndarray:
+        """Per row, its sharpness on the frame times the visible fraction of the mark (a text read's
+        match score; 1 for a logo)."""
+        if not len(rows):
+            return np.zeros(0, np.float32)
+        visible = rows.attributes["source"].score
+        if not self.measure_clarity:
+            return np.ones(len(rows), np.float32)
+        return box_sharpness(frame, rows.xyxy) * visible
+
     # -- rows --
     def _combine(self, logos: Detections | None, text: Detections | None) -> tuple[Detections, np.ndarray]:
         """Logo rows mapped to brands, then the text rows that name a brand, with ``source``; and
-        per row whether it may start a track (logos and full reads) or only continue one."""
+        per row whether it may confirm a mark (logos at ``logo_confirm_score``, full reads) or only
+        continue one."""
         if logos is not None and len(logos):
             brand = self._logo_brand[logos.class_id]
             keep = brand >= 0
@@ -278,7 +323,7 @@ class BrandExposure(Component):
                            np.concatenate([np.ones(n_logo, np.float32), t_match]))
         det = Detections(np.concatenate([logo_xyxy, t_xyxy]), np.concatenate([logo_score, t_score]),
                          np.concatenate([logo_brand, t_brand]), attributes={"source": source})
-        return det, np.concatenate([np.ones(n_logo, bool), t_full])
+        return det, np.concatenate([logo_score >= self.logo_confirm_score, t_full])
 
     def _text_rows(self, text: Detections | None) -> tuple[np.ndarray, ...]:
         """(xyxy, score, brand, match score, full, source label) of the lines that name a brand."""

@@ -1,7 +1,9 @@
-"""The end-of-run brand report: JSON, a terminal table, and a PNG timeline of each brand per stream."""
+"""The end-of-run brand report: JSON, a CSV of appearances, a terminal table, and a PNG timeline of each brand per
+stream."""
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -23,25 +25,32 @@ def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
     for sid, exp in analytics.streams.items():
         streams[sid] = {"duration_s": round(exp.duration_s, 3), "frames": exp.frames, "brands": exp.summary(),
                         "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
-                                        for i, name in enumerate(names)}}
+                                        for i, name in enumerate(names)},
+                        "appearances_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.occurrences[i]]
+                                          for i, name in enumerate(names)}}
         if analytics.segment_s > 0 or analytics.segments:
             streams[sid]["segments"] = exp.segment_summaries()
     exps = list(analytics.streams.values())
     whole = Figures.merged([e.total for e in exps], len(names))
     tracks = np.sum([e.tracks() for e in exps], axis=0) if exps else np.zeros(len(names), np.int64)
-    totals = whole.summary(names, tracks)
+    valued = analytics.rate_card is not None or any(g.per_30s is not None for g in analytics.segments)
+    totals = whole.summary(names, tracks, valued)
     for i, row in enumerate(totals):
         row["streams"] = sum(1 for e in exps if e.visible_s[i] > 0)
     report: dict[str, Any] = {"pipeline": pipeline,
                               "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "streams": streams, "totals": totals}
+    if valued:
+        report["rate_card"] = {"currency": analytics.rate_card[0] if analytics.rate_card else None,
+                               "per_30s": analytics.rate_card[1] if analytics.rate_card else None,
+                               "segments": {g.name: g.per_30s for g in analytics.segments if g.per_30s is not None}}
     if analytics.segment_s > 0 or analytics.segments:
         by_name: dict[tuple[str, float, float], list[Figures]] = {}
         for e in exps:
             for seg, fig in e.segment_figures():
                 by_name.setdefault((seg.name, seg.start_s, seg.end_s), []).append(fig)
         report["segments"] = [{"segment": n, "start_s": a, "end_s": b,
-                               "brands": Figures.merged(figs, len(names)).summary(names)}
+                               "brands": Figures.merged(figs, len(names)).summary(names, valued=valued)}
                               for (n, a, b), figs in sorted(by_name.items(), key=lambda kv: (kv[0][1], kv[0][2]))]
     return report
 
@@ -96,12 +105,26 @@ def _chart(analytics: ExposureAnalytics, path: Path) -> None:
     plt.close(fig)
 
 
+def _appearances_csv(report: dict[str, Any], path: Path) -> None:
+    """One row per appearance, in stream then brand order: where a figure's count comes from."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["stream", "brand", "start_s", "end_s", "duration_s"])
+        for sid, s in report["streams"].items():
+            for brand, spans in s["appearances_s"].items():
+                for a, b in spans:
+                    out.writerow([sid, brand, f"{a:.3f}", f"{b:.3f}", f"{b - a:.3f}"])
+
+
 def write_report(analytics: ExposureAnalytics, pipeline: str, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    """Write report.json and exposure.png into ``out_dir``, each atomically; returns the report and the files."""
+    """Write report.json, appearances.csv and exposure.png into ``out_dir``, each atomically; returns the
+    report and the files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(analytics, pipeline)
     json_path = out_dir / "report.json"
     write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
+    csv_path = out_dir / "appearances.csv"
+    write_atomically(csv_path, lambda tmp: _appearances_csv(report, tmp))
     png_path = out_dir / "exposure.png"
     write_atomically(png_path, lambda tmp: _chart(analytics, tmp))
-    return report, [json_path, png_path]
+    return report, [json_path, csv_path, png_path]
