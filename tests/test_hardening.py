@@ -130,7 +130,7 @@ def test_secrets_in_query_strings_and_user_info_reach_no_log_status_message_or_r
 
 # Keys whose bound is their meaning (a share, a score, a ratio): pydantic's own text says enough.
 SELF_EXPLAINED = {"conf_threshold", "iou_threshold", "high_score", "low_score", "match_iou", "reference_share",
-                  "match_threshold"}
+                  "match_threshold", "logo_confirm_score"}
 
 
 def _components() -> dict[str, type[BaseModel]]:
