@@ -474,6 +474,11 @@ def test_signal_0_3_s_after_start_exits_130_with_one_line_and_no_traceback(tmp_p
     child = run_cli("-q", "run", toml)
     time.sleep(0.3)  # importing vidinfer (NumPy, ONNX Runtime, FFmpeg) or loading the models
     child.send_signal(sig)
-    out, err = child.communicate(timeout=60)
+    try:
+        out, err = child.communicate(timeout=60)
+    finally:  # a child that lost the signal must not run on, looping, under the rest of the suite
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
     assert child.returncode == 130, err
     assert err in (f"vidinfer: {sig.name}: stopped while starting\n", STOPPING.format(sig.name)), err
