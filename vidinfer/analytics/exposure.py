@@ -438,6 +438,11 @@ class ExposureAnalytics:
         self.streams: dict[str, StreamExposure] = {}
         self._next_publish: dict[str, int] = {}
 
+    @property
+    def valued(self) -> bool:
+        """Whether a rate card prices the exposure (media_value is reported)."""
+        return self.rate_card is not None or any(seg.per_30s is not None for seg in self.segments)
+
     def stream(self, stream_id: str) -> StreamExposure:
         exp = self.streams.get(stream_id)
         if exp is None:

@@ -33,7 +33,7 @@ def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
     exps = list(analytics.streams.values())
     whole = Figures.merged([e.total for e in exps], len(names))
     tracks = np.sum([e.tracks() for e in exps], axis=0) if exps else np.zeros(len(names), np.int64)
-    valued = analytics.rate_card is not None or any(g.per_30s is not None for g in analytics.segments)
+    valued = analytics.valued
     totals = whole.summary(names, tracks, valued)
     for i, row in enumerate(totals):
         row["streams"] = sum(1 for e in exps if e.visible_s[i] > 0)
