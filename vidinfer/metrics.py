@@ -280,7 +280,10 @@ class MetricsServer:
         self.timeout_s, self.max_connections = timeout_s, max_connections
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            self._listener = socket.create_server((host, port), family=family, backlog=128)
+            # A backlog as deep as the connections held: a burst that outruns the accept thread waits
+            # in the kernel's queue, not in SYN-ACK retries that back off for seconds (the kernel
+            # caps it at net.core.somaxconn).
+            self._listener = socket.create_server((host, port), family=family, backlog=max_connections)
         except OSError as exc:
             why = os.strerror(exc.errno) if exc.errno else str(exc)  # create_server adds the address to strerror
             raise ConfigError(f"cannot serve metrics on {host}:{port} ({why}); choose a free port "
