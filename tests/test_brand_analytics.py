@@ -157,10 +157,11 @@ def test_report_files(tmp_path):
             a.add(sid, i * 40_000_000, W, H, volta())
         a.finish(sid)
     report, files = write_report(a, "test", tmp_path)
-    assert [f.name for f in files] == ["report.json", "appearances.csv", "exposure.png"]
+    assert [f.name for f in files] == ["report.json", "appearances.csv", "exposure.png", "report.html"]
     assert json.loads(files[0].read_text()) == report
     assert report["totals"][0]["visible_s"] == pytest.approx(2.0) and report["totals"][0]["streams"] == 2
-    assert files[1].read_text().splitlines()[1:] == ["cam-1,VOLTA,0.000,1.000,1.000", "cam-2,VOLTA,0.000,1.000,1.000"]
+    assert files[1].read_text().splitlines()[1:] == ["cam-1,VOLTA,0.000,1.000,1.000,,,",
+                                                   "cam-2,VOLTA,0.000,1.000,1.000,,,"]  # no evidence kept
     assert files[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -326,7 +327,8 @@ def test_report_lists_on_screen_intervals_that_add_up_to_visible_time(tmp_path):
     # One appearance per on-screen interval here: the 1 s gap is not shorter than max_gap_s.
     assert report["streams"]["s"]["appearances_s"] == {"VOLTA": [[0.0, 1.0], [2.0, 3.0]], "ORBIS": []}
     assert (tmp_path / "appearances.csv").read_text().splitlines() == [
-        "stream,brand,start_s,end_s,duration_s", "s,VOLTA,0.000,1.000,1.000", "s,VOLTA,2.000,3.000,1.000"]
+        "stream,brand,start_s,end_s,duration_s,evidence_frame_s,evidence_image,evidence_crop",
+        "s,VOLTA,0.000,1.000,1.000,,,", "s,VOLTA,2.000,3.000,1.000,,,"]  # no evidence kept
 
 
 def _text_pipeline(lines_by_frame, confirm_within_s=2.0):

@@ -88,4 +88,4 @@ def test_brand_exposure_matches_ground_truth_live_and_in_the_report(detector, tm
     assert det.body["track_id"] is not None and (det.body["track_id"] > 0).all()
     assert (det.body["attributes"]["source"][0] == 0).all()
     assert [p.rsplit("/", 1)[-1] for p in report.report_files] == ["report.json", "appearances.csv",
-                                                                   "exposure.png"]
+                                                                   "exposure.png", "report.html"]

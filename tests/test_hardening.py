@@ -320,7 +320,7 @@ def test_brand_report_files_are_written_whole_next_to_no_temporary_file(tmp_path
     analytics.stream("cam-a")
     out = tmp_path / "brand"
     report, files = brand_report.write_report(analytics, "p", out)
-    assert [f.name for f in files] == ["report.json", "appearances.csv", "exposure.png"]
+    assert [f.name for f in files] == ["report.json", "appearances.csv", "exposure.png", "report.html"]
     assert json.loads((out / "report.json").read_text())["pipeline"] == "p"
     png = (out / "exposure.png").read_bytes()
     assert png.startswith(b"\x89PNG")
@@ -333,7 +333,7 @@ def test_brand_report_files_are_written_whole_next_to_no_temporary_file(tmp_path
         brand_report.write_report(analytics, "p2", out)
     assert (out / "exposure.png").read_bytes() == png  # the previous chart, whole
     assert json.loads((out / "report.json").read_text())["pipeline"] == "p2"
-    assert sorted(p.name for p in out.iterdir()) == ["appearances.csv", "exposure.png", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["appearances.csv", "exposure.png", "report.html", "report.json"]
 
 
 def test_an_unwritable_report_path_is_refused_at_start_in_one_line(tmp_path):

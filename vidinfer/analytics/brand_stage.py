@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 
 from vidinfer.analytics.brands import Brand, BrandMatcher
 from vidinfer.analytics.clarity import box_sharpness
+from vidinfer.analytics.evidence import EvidenceKeeper
 from vidinfer.analytics.exposure import ExposureAnalytics, Segment
 from vidinfer.batch import Batch, Pixels
 from vidinfer.component import Component, Options
@@ -48,6 +49,7 @@ from vidinfer.stages.track import StreamTrackers, TrackOptions
 __all__ = ["BrandExposure", "BrandSpec", "RateCard", "SegmentSpec", "SOURCE_LABELS"]
 
 SOURCE_LABELS = ["logo", "text", "text-held"]
+EVIDENCE_DIR = "evidence"  # the pictures' folder in report_dir
 LOGO, TEXT, TEXT_HELD = range(3)
 
 
@@ -111,8 +113,10 @@ class BrandExposure(Component):
             it only continues a mark confirmed (as a partial read does).
         confirm_within_s: a partial read counts when a full read (or a logo) of the same tracked mark
             comes within this much stream time after it (the figures are measured this late).
-        report_dir: where report.json, appearances.csv and exposure.png go (None: no files; the report
-            section stays).
+        report_dir: where report.json, report.html, appearances.csv, exposure.png and the evidence go
+            (None: no files; the report section stays).
+        evidence_width: the width of each appearance's evidence picture (`vidinfer.analytics.evidence`),
+            saved under ``report_dir``/evidence; 0: no pictures.
         segment_s: fixed windows of this many stream seconds with figures of their own (0: none).
         rate_card: the price of exposure, for media_value (`RateCard`; None: no media value).
         measure_clarity: measure each box's sharpness on the frame (host pixels); False: clarity 1.
@@ -138,7 +142,9 @@ class BrandExposure(Component):
         default=2.0, ge=0, le=60, description="a partial read (a fragment, a look-alike) counts when a full read "
         "of the same tracked mark comes within this time after it; 0: it only continues a mark already read in full")
     report_dir: Optional[Path] = Field(default=Path("vidinfer-report"),
-                                     description="report.json, appearances.csv and exposure.png")
+                                     description="report.json, report.html, appearances.csv, exposure.png, evidence/")
+    evidence_width: Annotated[int, why("8K UHD is 7680 pixels wide")] = Field(
+        default=1280, ge=0, le=7680, description="width of each appearance's evidence picture (0: none)")
     segment_s: Annotated[float, why("a day; longer windows are the whole stream")] = Field(
         default=0.0, ge=0, le=24 * HOUR_S, description="fixed windows with figures of their own (0: none)")
     segments: list[SegmentSpec] = Field(default_factory=list)
@@ -182,7 +188,11 @@ class BrandExposure(Component):
     def pixels(self) -> Pixels:
         # The tracker's cut detection compares thumbnails and clarity reads the boxes' pixels (host
         # pixels); matching reads rows only.
-        return Pixels.HOST if self.tracker.detect_cuts or self.measure_clarity else Pixels.NONE
+        return Pixels.HOST if self.tracker.detect_cuts or self.measure_clarity or self._pictures else Pixels.NONE
+
+    @property
+    def _pictures(self) -> bool:
+        return self.report_dir is not None and self.evidence_width > 0
 
     # -- the stage --
     def open(self, ctx: StageContext) -> None:
@@ -211,6 +221,10 @@ class BrandExposure(Component):
             self._analytics.stream(sid)
         if self.report_dir is not None:
             _check_writable(self.report_dir, ctx.name)
+        self._evidence = EvidenceKeeper(self._matcher.names, self.report_dir / EVIDENCE_DIR, self.evidence_width,
+                                        self.tracker.max_lost_s) if self._pictures and self.report_dir else None
+        if self._evidence is not None:
+            self._evidence.clear()
         ctx.add_layer(self.layer, self._matcher.names, {"source": SOURCE_LABELS}, tracked=True)
 
     @staticmethod
@@ -235,11 +249,15 @@ class BrandExposure(Component):
         for frame, (det, full), with_ids in zip(batch.frames, combined, tracked):
             rows = det.with_track_ids(with_ids.track_id)
             confirmed = self._confirm(frame.stream_id, rows.track_id, full)
-            layer.append(rows if confirmed.all() else rows[confirmed])
+            shown = rows if confirmed.all() else rows[confirmed]
+            layer.append(shown)
             cut = self._cuts is not None and self._cuts.is_cut(frame)
+            clarity = self._clarity(frame, rows)
+            if self._evidence is not None:
+                self._evidence.offer(frame, shown, clarity if confirmed.all() else clarity[confirmed],
+                                     cut or frame.discontinuity)
             self._waiting.setdefault(frame.stream_id, deque()).append(
-                _Waiting(frame.pts_ns, frame.width, frame.height, frame.discontinuity, cut, rows, full,
-                         self._clarity(frame, rows)))
+                _Waiting(frame.pts_ns, frame.width, frame.height, frame.discontinuity, cut, rows, full, clarity))
             self._measure(frame.stream_id, frame.pts_ns - self._confirm_ns)
         batch[self.layer] = layer
 
@@ -264,6 +282,10 @@ class BrandExposure(Component):
             det, clarity = (w.rows, w.clarity) if keep.all() else (w.rows[keep], w.clarity[keep])
             update = self._analytics.add(stream_id, w.pts_ns, w.width, w.height, det, w.discontinuity, w.cut,
                                          clarity)
+            if self._evidence is not None:
+                exp = self._analytics.stream(stream_id)
+                self._evidence.assign(stream_id, w.pts_ns, exp.last_visible, exp.run_start_ns, exp.run_counted,
+                                      exp.t0_ns or 0)
             if update is not None:
                 self._ctx.emit("brand_exposure", stream_id, update, retain=True)
 
@@ -271,6 +293,8 @@ class BrandExposure(Component):
         self._measure(stream_id, None)
         self._waiting.pop(stream_id, None)
         self._ctx.emit("brand_exposure", stream_id, self._analytics.finish(stream_id), retain=True)
+        if self._evidence is not None:
+            self._evidence.finish(stream_id, self._analytics.stream(stream_id).t0_ns)
         self._trackers.end(stream_id)
         self._confirmed_ids.pop(stream_id, None)
 
@@ -281,16 +305,18 @@ class BrandExposure(Component):
         from vidinfer.analytics.report import build_report, exposure_table, write_report
 
         files: list[Path] = []
+        if self._evidence is not None:
+            self._evidence.finish_all({sid: exp.t0_ns for sid, exp in self._analytics.streams.items()})
         if self.report_dir is not None:
             try:
-                report, files = write_report(self._analytics, ctx.pipeline_name, self.report_dir)
+                report, files = write_report(self._analytics, ctx.pipeline_name, self.report_dir, self._evidence)
             except OSError as exc:
                 import logging
 
                 logging.getLogger(__name__).error(
                     "stage %r: the brand report could not be written to '%s' (%s); its figures are in the run "
                     "report", ctx.name, self.report_dir, exc.strerror or exc)
-                report = build_report(self._analytics, ctx.pipeline_name)
+                report = build_report(self._analytics, ctx.pipeline_name, self._evidence)
         else:
             report = build_report(self._analytics, ctx.pipeline_name)
         ctx.report("brand_impact", report, files, summary=exposure_table(report))

@@ -229,6 +229,27 @@ class StreamExposure:
         """Whether a rate card prices this stream's exposure."""
         return self.per_30s is not None or any(seg.per_30s is not None for seg in self.segments)
 
+    # What the latest frame showed of each brand's occurrence, for the evidence of appearances.
+    @property
+    def t0_ns(self) -> int | None:
+        """The stream's first analysed frame: stream time 0 of every figure."""
+        return self._t0
+
+    @property
+    def last_visible(self) -> np.ndarray:
+        """Per brand, whether it was on screen in the latest frame."""
+        return self._was_visible.copy()
+
+    @property
+    def run_start_ns(self) -> np.ndarray:
+        """Per brand, when its current (or latest) occurrence started: it names the occurrence."""
+        return self._run_start.copy()
+
+    @property
+    def run_counted(self) -> np.ndarray:
+        """Per brand, whether its current occurrence counts as an appearance by now."""
+        return self._run_frames >= self.min_track_frames
+
     def add(self, pts_ns: int, width: int, height: int, det: Detections, cut: bool = False,
             clarity: np.ndarray | None = None) -> None:
         """Account one analysed frame whose rows' class_id are brand indices; ``cut``: it starts a

@@ -1,5 +1,5 @@
-"""The end-of-run brand report: JSON, a CSV of appearances, a terminal table, and a PNG timeline of each brand per
-stream."""
+"""The end-of-run brand report: JSON, a CSV of appearances with their evidence, a terminal table, a PNG
+timeline of each brand per stream, and a page a sponsor reads (`vidinfer.analytics.html_report`)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from vidinfer.analytics.evidence import EvidenceKeeper
 from vidinfer.analytics.exposure import ExposureAnalytics, Figures
 from vidinfer.atomic import write_atomically
 
 __all__ = ["build_report", "write_report", "exposure_table"]
 
 
-def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
-    """Per stream and brand figures, totals per brand over all streams, and per segment when the
-    stage has segments (each stream's, and over all streams)."""
+def build_report(analytics: ExposureAnalytics, pipeline: str, evidence: EvidenceKeeper | None = None) -> dict[str, Any]:
+    """Per stream and brand figures, totals per brand over all streams, per segment when the stage
+    has segments (each stream's, and over all streams), and every appearance with its evidence."""
     names = analytics.brands
     streams: dict[str, dict[str, Any]] = {}
     for sid, exp in analytics.streams.items():
@@ -27,7 +28,9 @@ def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
                         "intervals_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.spans[i]]
                                         for i, name in enumerate(names)},
                         "appearances_s": {name: [[round(a, 3), round(b, 3)] for a, b in exp.occurrences[i]]
-                                          for i, name in enumerate(names)}}
+                                          for i, name in enumerate(names)},
+                        "appearances": _appearances(names, exp.occurrences,
+                                                    evidence.records(sid) if evidence is not None else None)}
         if analytics.segment_s > 0 or analytics.segments:
             streams[sid]["segments"] = exp.segment_summaries()
     exps = list(analytics.streams.values())
@@ -53,6 +56,22 @@ def build_report(analytics: ExposureAnalytics, pipeline: str) -> dict[str, Any]:
                                "brands": Figures.merged(figs, len(names)).summary(names, valued=valued)}
                               for (n, a, b), figs in sorted(by_name.items(), key=lambda kv: (kv[0][1], kv[0][2]))]
     return report
+
+
+def _appearances(names: list[str], occurrences: list[list[list[float]]],
+                 records: list[list[dict[str, Any]]] | None) -> list[dict[str, Any]]:
+    """Every appearance of the stream in time order, with its evidence (the picture of its best frame)
+    when the stage kept pictures."""
+    out = []
+    for i, name in enumerate(names):
+        for k, (a, b) in enumerate(occurrences[i]):
+            row: dict[str, Any] = {"brand": name, "start_s": round(a, 3), "end_s": round(b, 3),
+                                   "duration_s": round(b - a, 3)}
+            if records is not None:
+                row["evidence"] = records[i][k] if k < len(records[i]) else {"frame_s": None, "image": None,
+                                                                              "crop": None}
+            out.append(row)
+    return sorted(out, key=lambda r: (r["start_s"], r["brand"]))
 
 
 def exposure_table(report: dict[str, Any]) -> Any:
@@ -106,25 +125,34 @@ def _chart(analytics: ExposureAnalytics, path: Path) -> None:
 
 
 def _appearances_csv(report: dict[str, Any], path: Path) -> None:
-    """One row per appearance, in stream then brand order: where a figure's count comes from."""
+    """One row per appearance, per stream in time order: where a figure's count comes from, and its evidence."""
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["stream", "brand", "start_s", "end_s", "duration_s"])
+        out.writerow(["stream", "brand", "start_s", "end_s", "duration_s", "evidence_frame_s", "evidence_image",
+                      "evidence_crop"])
         for sid, s in report["streams"].items():
-            for brand, spans in s["appearances_s"].items():
-                for a, b in spans:
-                    out.writerow([sid, brand, f"{a:.3f}", f"{b:.3f}", f"{b - a:.3f}"])
+            for row in s["appearances"]:
+                ev = row.get("evidence") or {}
+                frame_s = ev.get("frame_s")
+                out.writerow([sid, row["brand"], f"{row['start_s']:.3f}", f"{row['end_s']:.3f}",
+                              f"{row['duration_s']:.3f}", "" if frame_s is None else f"{frame_s:.3f}",
+                              ev.get("image") or "", ev.get("crop") or ""])
 
 
-def write_report(analytics: ExposureAnalytics, pipeline: str, out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    """Write report.json, appearances.csv and exposure.png into ``out_dir``, each atomically; returns the
-    report and the files."""
+def write_report(analytics: ExposureAnalytics, pipeline: str, out_dir: Path,
+                 evidence: EvidenceKeeper | None = None) -> tuple[dict[str, Any], list[Path]]:
+    """Write report.json, appearances.csv, exposure.png and report.html into ``out_dir``, each
+    atomically; returns the report and the files."""
+    from vidinfer.analytics.html_report import write_html
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = build_report(analytics, pipeline)
+    report = build_report(analytics, pipeline, evidence)
     json_path = out_dir / "report.json"
     write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
     csv_path = out_dir / "appearances.csv"
     write_atomically(csv_path, lambda tmp: _appearances_csv(report, tmp))
     png_path = out_dir / "exposure.png"
     write_atomically(png_path, lambda tmp: _chart(analytics, tmp))
-    return report, [json_path, csv_path, png_path]
+    html_path = out_dir / "report.html"
+    write_atomically(html_path, lambda tmp: write_html(report, out_dir, tmp))
+    return report, [json_path, csv_path, png_path, html_path]
